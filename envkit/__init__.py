@@ -1,0 +1,3 @@
+"""envkit: reproducible PyTorch/CUDA environments as Docker images."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,280 @@
+"""envkit build: render, hash, skip when up to date, otherwise build through BuildKit."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, dockerfile, engine
+from .errors import BadInput, EnvkitError
+from .matrix import Entry
+
+CA_SECRET = "envkit-ca"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything a user can set about how images are built."""
+
+    base_image: str | None = None
+    index_url: str | None = None
+    extra_index_url: str | None = None
+    wheelhouse: Path | None = None
+    offline: bool = False
+    ca_cert: Path | None = None
+    tag_prefix: str = "envkit"
+    registry: str | None = None
+    push: bool = False
+    force: bool = False
+    no_cache: bool = False
+    pull: bool = False
+    log_dir: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    """The outcome for one entry: built, up-to-date, failed or interrupted."""
+
+    name: str
+    status: str
+    repository: str
+    content_tag: str
+    seconds: float = 0.0
+    image_id: str | None = None
+    log_path: str | None = None
+    failing_step: str | None = None
+    tail: list[str] = field(default_factory=list)
+    error: str | None = None
+    fix: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("built", "up-to-date")
+
+    @property
+    def tags(self) -> list[str]:
+        return [f"{self.repository}:latest", f"{self.repository}:{self.content_tag}"]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "ok": self.ok,
+            "tags": self.tags,
+            "image_id": self.image_id,
+            "seconds": round(self.seconds, 3),
+            "log": self.log_path,
+            "failing_step": self.failing_step,
+            "tail": self.tail,
+            "error": self.error,
+            "fix": self.fix,
+        }
+
+
+def log_dir(options: BuildOptions) -> Path:
+    """Where full build logs go."""
+    if options.log_dir:
+        return options.log_dir
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "envkit" / "logs"
+
+
+def repository(name: str, options: BuildOptions) -> str:
+    """Image repository for an entry: [registry/]prefix/name."""
+    repo = f"{options.tag_prefix.strip('/')}/{name}"
+    return f"{options.registry.rstrip('/')}/{repo}" if options.registry else repo
+
+
+def build_args(entry: Entry, options: BuildOptions) -> dict[str, str]:
+    """The --build-arg values for an entry (only those that differ from the rendered defaults)."""
+    args = {}
+    if options.base_image:
+        args["BASE_IMAGE"] = options.base_image
+    if options.index_url:
+        args["ENVKIT_INDEX_URL"] = options.index_url
+    if options.extra_index_url:
+        args["ENVKIT_EXTRA_INDEX_URL"] = options.extra_index_url
+    if options.wheelhouse:
+        args["ENVKIT_FIND_LINKS"] = "/wheelhouse"
+    if options.offline:
+        if not options.wheelhouse:
+            raise BadInput("--offline needs --wheelhouse DIR",
+                           "give the folder that holds every wheel the entry needs")
+        args["ENVKIT_OFFLINE"] = "1"
+    return args
+
+
+def _wheelhouse_listing(folder: Path) -> list[list]:
+    if not folder.is_dir():
+        raise BadInput(f"wheelhouse {folder} is not a folder", "pass a folder of .whl files")
+    return sorted([p.name, p.stat().st_size] for p in folder.iterdir() if p.is_file())
+
+
+def content_hash(entry: Entry, text: str, args: dict[str, str], options: BuildOptions,
+                 base_id: str | None) -> str:
+    """A short hash of everything that determines the image."""
+    material = {
+        "dockerfile": text,
+        "build_args": args,
+        "base_image": options.base_image or entry.base_image,
+        "base_image_id": base_id,
+        "wheelhouse": _wheelhouse_listing(options.wheelhouse) if options.wheelhouse else None,
+    }
+    blob = json.dumps(material, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def labels(entry: Entry, digest: str) -> dict[str, str]:
+    """OCI labels plus envkit's own (the Dockerfile carries the entry facts too)."""
+    return {
+        "org.opencontainers.image.title": f"envkit {entry.name}",
+        "org.opencontainers.image.description": (
+            f"torch {entry.torch}, torchvision {entry.torchvision or 'none'}, "
+            f"{entry.variant}, Python {entry.python}"
+        ),
+        "org.opencontainers.image.version": entry.torch,
+        "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(
+            timespec="seconds"),
+        "org.opencontainers.image.base.name": entry.base_image,
+        "org.opencontainers.image.vendor": "envkit",
+        "io.envkit.entry": entry.name,
+        "io.envkit.torch": entry.torch,
+        "io.envkit.torchvision": entry.torchvision or "none",
+        "io.envkit.torchaudio": entry.torchaudio or "none",
+        "io.envkit.cuda": entry.cuda or "none",
+        "io.envkit.cudnn": entry.cudnn or "none",
+        "io.envkit.python": entry.python,
+        "io.envkit.flavour": entry.flavour,
+        "io.envkit.content-hash": digest,
+        "io.envkit.version": __version__,
+    }
+
+
+def _ca_bundle(extra: Path, into: Path) -> Path:
+    """The public CA bundle plus the user's extra certificates, as one secret file."""
+    if not extra.is_file():
+        raise BadInput(f"--ca-cert {extra} is not a file", "pass a PEM file of CA certificates")
+    text = extra.read_text(encoding="utf-8", errors="replace")
+    if "BEGIN CERTIFICATE" not in text:
+        raise BadInput(f"--ca-cert {extra} holds no PEM certificate", "pass a PEM file")
+    try:
+        import certifi  # comes with the docker SDK's requests
+
+        public = Path(certifi.where()).read_text(encoding="utf-8")
+    except (ImportError, OSError):
+        public = ""
+    bundle = into / "ca.pem"
+    fd = os.open(bundle, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(public.rstrip("\n") + "\n" + text)
+    return bundle
+
+
+def plan(entry: Entry, options: BuildOptions) -> tuple[str, dict[str, str], str]:
+    """Dockerfile text, build args and content tag for an entry (touches the engine only to
+    read the base image's id)."""
+    text = dockerfile.render(entry)
+    args = build_args(entry, options)
+    base_id = engine.image_id(options.base_image or entry.base_image)
+    return text, args, content_hash(entry, text, args, options, base_id)
+
+
+def build_entry(
+    entry: Entry,
+    options: BuildOptions,
+    on_event: Callable[[str, engine.BuildEvent], None] | None = None,
+) -> BuildResult:
+    """Build one entry (or find it up to date) and return the outcome as a value."""
+    started = time.monotonic()
+    text, args, digest = plan(entry, options)
+    repo = repository(entry.name, options)
+    result = BuildResult(entry.name, "failed", repo, digest)
+    existing = engine.image_id(f"{repo}:{digest}")
+    if existing and not options.force:
+        if engine.image_id(f"{repo}:latest") != existing:
+            engine.tag_image(existing, repo, "latest")
+        result.status, result.image_id = "up-to-date", existing
+        result.seconds = time.monotonic() - started
+        return result
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_path = log_dir(options) / f"{entry.name}-{stamp}-{os.getpid()}.log"
+    result.log_path = str(log_path)
+    with tempfile.TemporaryDirectory(prefix="envkit-build-") as tmp:
+        tmp_path = Path(tmp)
+        dockerfile_path = tmp_path / "Dockerfile"
+        dockerfile_path.write_text(text, encoding="utf-8")
+        context = tmp_path / "context"
+        context.mkdir()
+        if options.wheelhouse:
+            context = options.wheelhouse.resolve()
+        secrets = {CA_SECRET: _ca_bundle(options.ca_cert, tmp_path)} if options.ca_cert else {}
+        outcome = engine.build(
+            context=context,
+            dockerfile=dockerfile_path,
+            tags=result.tags,
+            build_args=args,
+            labels=labels(entry, digest),
+            log_path=log_path,
+            secrets=secrets,
+            no_cache=options.no_cache,
+            pull=options.pull,
+            on_event=(lambda event: on_event(entry.name, event)) if on_event else None,
+        )
+    result.seconds = time.monotonic() - started
+    if outcome.interrupted:
+        result.status, result.error = "interrupted", "build interrupted"
+        raise KeyboardInterrupt
+    if not outcome.ok:
+        result.failing_step, result.tail = outcome.failing_step, outcome.tail
+        result.error = f"build of {entry.name} failed" + (
+            f" at {outcome.failing_step}" if outcome.failing_step else "")
+        result.fix = f"read the full log: {log_path}"
+        return result
+    result.status, result.image_id = "built", outcome.image_id
+    if options.push:
+        for tag in ("latest", digest):
+            engine.push_image(repo, tag)
+    return result
+
+
+def build_many(
+    entries: list[Entry],
+    options: BuildOptions,
+    jobs: int = 1,
+    on_event: Callable[[str, engine.BuildEvent], None] | None = None,
+    on_result: Callable[[BuildResult], None] | None = None,
+) -> list[BuildResult]:
+    """Build entries, `jobs` at a time; one failing entry does not stop the others."""
+    lock = threading.Lock()
+
+    def one(entry: Entry) -> BuildResult:
+        try:
+            result = build_entry(entry, options, on_event)
+        except EnvkitError as exc:
+            result = BuildResult(entry.name, "failed", repository(entry.name, options), "",
+                                 error=exc.message, fix=exc.fix)
+        if on_result:
+            with lock:
+                on_result(result)
+        return result
+
+    if jobs <= 1 or len(entries) <= 1:
+        return [one(entry) for entry in entries]
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        return list(pool.map(one, entries))
+    except KeyboardInterrupt:
+        engine.cancel_builds()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

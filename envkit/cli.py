@@ -1,0 +1,403 @@
+"""The envkit command line: parse options, call one core function, render its result."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import EnvkitError, MatrixError
+from .table import format_table
+
+EXIT_CODES = """\b
+Exit codes:
+  0  ok
+  1  a check or build failed
+  2  bad usage or input (unknown name, unusable matrix file, bad option)"""
+
+
+def _fail(exc: EnvkitError) -> None:
+    if isinstance(exc, MatrixError):
+        for problem in exc.problems:
+            click.secho(str(problem), fg="red", err=True)
+    else:
+        click.secho(f"error: {exc.message}", fg="red", err=True)
+    if exc.fix:
+        click.echo(f"fix: {exc.fix}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def handles_errors(func):
+    """Turn foreseen failures into a red line, the fix, and the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EnvkitError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _matrix(ctx: click.Context):
+    from . import matrix
+
+    return matrix.load(ctx.obj.get("matrix_path"))
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def entry_filters(func):
+    """The filters every matrix-reading command shares."""
+    options = [
+        click.option("--torch", "torch_spec", metavar="SPEC",
+                     help="torch versions, e.g. '>=1.4,<1.6' or '1.4'."),
+        click.option("--cuda", metavar="VER", help="CUDA: '10' (any 10.x), '10.1', 'cu101' or 'cpu'."),
+        click.option("--python", metavar="X.Y", help="Python version, e.g. 3.8."),
+        click.option("--flavour", type=click.Choice(["runtime", "devel"]), help="Image flavour."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _select(ctx, torch_spec, cuda, python, flavour, names=()):
+    from . import matrix
+
+    loaded = _matrix(ctx)
+    chosen = tuple(loaded.get(n).name for n in names)
+    return loaded, matrix.select(loaded.entries, torch=torch_spec, cuda=cuda, python=python,
+                                 flavour=flavour, names=chosen)
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="envkit")
+@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), envvar="ENVKIT_MATRIX",
+              help="Matrix file to use instead of the shipped one (env: ENVKIT_MATRIX).")
+@click.pass_context
+def main(ctx: click.Context, matrix_path: str | None) -> None:
+    """Reproducible PyTorch/CUDA environments as Docker images.
+
+    Each entry of the compatibility matrix (`envkit list`) names a torch / torchvision /
+    CUDA / cuDNN / Python stack. envkit renders its Dockerfile, builds it with BuildKit,
+    checks the GPU inside (`doctor`) and trains a small benchmark in it (`bench`).
+
+    \b
+    Typical use:
+      envkit list --torch '>=1.4,<1.6'
+      envkit build torch1.4-cuda10
+      envkit doctor torch1.4-cuda10
+      envkit run torch1.4-cuda10 -- python train.py
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["matrix_path"] = matrix_path
+
+
+# ----------------------------------------------------------------------------- the matrix
+
+
+@main.command("list", epilog=EXIT_CODES)
+@entry_filters
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of entries.")
+@click.pass_context
+@handles_errors
+def list_cmd(ctx, torch_spec, cuda, python, flavour, as_json):
+    """List matrix entries (one row each), optionally filtered."""
+    _, entries = _select(ctx, torch_spec, cuda, python, flavour)
+    if as_json:
+        _emit_json([e.to_dict() for e in entries])
+        return
+    rows = [[e.name, e.torch, e.torchvision, e.torchaudio, e.cuda or "cpu", e.cudnn, e.python,
+             e.flavour] for e in entries]
+    click.echo(format_table(["NAME", "TORCH", "VISION", "AUDIO", "CUDA", "CUDNN", "PYTHON",
+                             "FLAVOUR"], rows))
+    click.echo(f"{len(entries)} entries", err=True)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+@click.pass_context
+@handles_errors
+def show(ctx, name, as_json):
+    """Everything about one entry: versions, base, index, pins, facts it was checked against."""
+    from . import facts
+
+    entry = _matrix(ctx).get(name)
+    data = entry.to_dict()
+    if entry.cuda:
+        data["min_driver"] = facts.min_driver_for(entry.cuda)
+        arch = facts.arch_list(entry.torch, entry.cuda)
+        data["arch_list"] = list(arch) if arch else None
+    if as_json:
+        _emit_json(data)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = ", ".join(value) if value else "-"
+        click.echo(f"{key.ljust(width)}  {'-' if value in (None, '') else value}")
+
+
+@main.command(epilog="""\b
+Exit codes:
+  0  the file is clean (warnings may be printed)
+  1  rules failed (impossible pairings, unpublished variants, ...)
+  2  the file is unusable (YAML or schema errors)""")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
+@click.pass_context
+@handles_errors
+def check(ctx, file, as_json):
+    """Validate a matrix file: schema, then rules over the facts (pairings, variants, Pythons).
+
+    Each problem prints as FILE:LINE: message — fix.
+    """
+    from . import check as rules
+    from . import matrix
+
+    path = file or ctx.obj.get("matrix_path")
+    try:
+        loaded = matrix.load(path)
+    except MatrixError as exc:
+        if as_json:
+            _emit_json({"ok": False, "usable": False,
+                        "problems": [vars(p) for p in exc.problems]})
+            sys.exit(2)
+        raise
+    problems = rules.check(loaded)
+    failed = bool(rules.errors(problems))
+    if as_json:
+        _emit_json({"ok": not failed, "usable": True, "entries": len(loaded.entries),
+                    "problems": [vars(p) for p in problems]})
+    else:
+        for problem in problems:
+            colour = "red" if problem.severity == "error" else "yellow"
+            prefix = "" if problem.severity == "error" else "warning: "
+            click.secho(f"{prefix}{problem}", fg=colour)
+        errors = len(rules.errors(problems))
+        click.echo(f"{loaded.path}: {len(loaded.entries)} entries, {errors} errors, "
+                   f"{len(problems) - errors} warnings", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("name")
+@click.pass_context
+@handles_errors
+def dockerfile(ctx, name):
+    """Print the rendered Dockerfile for an entry."""
+    from . import dockerfile as render
+
+    click.echo(render.render(_matrix(ctx).get(name)), nl=False)
+
+
+@main.command("matrix", epilog=EXIT_CODES)
+@entry_filters
+@click.option("--format", "fmt", type=click.Choice(["github", "names"]), default="github",
+              show_default=True, help="github: JSON for strategy.matrix; names: one per line.")
+@click.pass_context
+@handles_errors
+def matrix_cmd(ctx, torch_spec, cuda, python, flavour, fmt):
+    """Emit the (filtered) matrix for CI: `{"include": [...]}` for GitHub Actions."""
+    _, entries = _select(ctx, torch_spec, cuda, python, flavour)
+    if fmt == "names":
+        click.echo("\n".join(e.name for e in entries))
+        return
+    include = [{"name": e.name, "torch": e.torch, "torchvision": e.torchvision,
+                "cuda": e.cuda or "cpu", "python": e.python, "flavour": e.flavour}
+               for e in entries]
+    click.echo(json.dumps({"include": include}, separators=(",", ":")))
+
+
+# ------------------------------------------------------------------------------- building
+
+
+class _Progress:
+    """Live status on a terminal (one line, redrawn), plain lines otherwise."""
+
+    def __init__(self, live: bool):
+        self.live = live
+        self.state: dict[str, str] = {}
+        self.started: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ticker = None
+        if live:
+            self.ticker = threading.Thread(target=self._tick, daemon=True)
+            self.ticker.start()
+
+    def _line(self) -> str:
+        now = time.monotonic()
+        parts = [f"{name} {text} ({now - self.started[name]:.0f}s)"
+                 for name, text in self.state.items()]
+        width = click.get_terminal_size()[0] - 1
+        return " | ".join(parts)[:width]
+
+    def _tick(self):
+        while not self.stop.wait(1.0):
+            with self.lock:
+                if self.state:
+                    click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
+
+    def event(self, name, event):
+        if event.kind != "step":
+            return
+        with self.lock:
+            self.started.setdefault(name, time.monotonic())
+            self.state[name] = f"step {event.step}/{event.steps}: {event.text[:60]}"
+            if self.live:
+                click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
+            else:
+                elapsed = time.monotonic() - self.started[name]
+                click.echo(f"[{name}] step {event.step}/{event.steps} ({elapsed:.0f}s): "
+                           f"{event.text[:100]}", err=True)
+
+    def done(self, result):
+        with self.lock:
+            self.state.pop(result.name, None)
+            if self.live:
+                click.echo("\r\x1b[K", nl=False, err=True)
+            _render_build_result(result)
+
+    def close(self):
+        self.stop.set()
+        if self.live:
+            click.echo("\r\x1b[K", nl=False, err=True)
+
+
+def _render_build_result(result) -> None:
+    if result.ok:
+        what = "up to date" if result.status == "up-to-date" else "built"
+        click.secho(f"{result.name}: {what} in {result.seconds:.2f}s -> {', '.join(result.tags)}",
+                    fg="green", err=True)
+        return
+    click.secho(f"{result.name}: {result.error}", fg="red", err=True)
+    for line in result.tail:
+        click.echo(f"    {line}", err=True)
+    if result.fix:
+        click.echo(f"fix: {result.fix}", err=True)
+
+
+def build_options(func):
+    """Options that decide how images are built (shared by build and bench/doctor builds)."""
+    options = [
+        click.option("--base-image", metavar="REF",
+                     help="Base image instead of the entry's (a mirror or a local image)."),
+        click.option("--index-url", metavar="URL", help="Package index for dependencies."),
+        click.option("--extra-index-url", metavar="URL", help="Extra package index."),
+        click.option("--wheelhouse", type=click.Path(file_okay=False, exists=True,
+                                                     path_type=Path),
+                     help="Folder of wheels to install from (e.g. a downloaded CUDA torch)."),
+        click.option("--offline", is_flag=True,
+                     help="Install only from --wheelhouse: no index is contacted."),
+        click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="Extra CA certificates (PEM) for pip/apt behind a TLS proxy; passed "
+                          "as a BuildKit secret, never stored in the image."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command(epilog=EXIT_CODES + """
+
+\b
+Tags: PREFIX/NAME:latest and PREFIX/NAME:<content hash>, where the hash covers the rendered
+Dockerfile, build args, base image and wheelhouse; a build whose hash exists returns at once.
+Full logs: ~/.cache/envkit/logs (path printed). Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1.""")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_entries", is_flag=True, help="Build every (filtered) entry.")
+@entry_filters
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 32),
+              help="Builds to run in parallel.")
+@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX",
+              help="Repository prefix of the image tags.")
+@click.option("--registry", metavar="HOST", help="Registry host to prefix tags with.")
+@click.option("--push", is_flag=True, help="Push both tags after building.")
+@click.option("--force", is_flag=True, help="Build even when the content tag exists.")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--pull", is_flag=True, help="Always try to pull a newer base image.")
+@build_options
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write full build logs.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
+@click.pass_context
+@handles_errors
+def build(ctx, names, all_entries, torch_spec, cuda, python, flavour, jobs, tag_prefix, registry,
+          push, force, no_cache, pull, base_image, index_url, extra_index_url, wheelhouse,
+          offline, ca_cert, log_dir, as_json):
+    """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters]."""
+    from . import build as builder
+    from .errors import BadInput
+
+    filtered = any([torch_spec, cuda, python, flavour])
+    if not names and not all_entries and not filtered:
+        raise BadInput("name an entry to build, or pass --all / a filter",
+                       "e.g. envkit build torch1.4-cuda10; see envkit list")
+    _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
+    if not entries:
+        raise BadInput("no entry matches", "see envkit list")
+    options = builder.BuildOptions(
+        base_image=base_image, index_url=index_url, extra_index_url=extra_index_url,
+        wheelhouse=wheelhouse, offline=offline, ca_cert=ca_cert, tag_prefix=tag_prefix,
+        registry=registry, push=push, force=force, no_cache=no_cache, pull=pull, log_dir=log_dir)
+    progress = _Progress(live=sys.stderr.isatty() and not as_json)
+    try:
+        results = builder.build_many(entries, options, jobs, progress.event, progress.done)
+    finally:
+        progress.close()
+    for result in results:
+        if result.log_path:
+            click.echo(f"{result.name}: log {result.log_path}", err=True)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("ref")
+@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX")
+@click.option("--json", "as_json", is_flag=True, help="Print labels as JSON.")
+@click.pass_context
+@handles_errors
+def inspect(ctx, ref, tag_prefix, as_json):
+    """Show the envkit labels of a built image (an entry name or any image reference)."""
+    from . import engine
+    from .errors import BadInput
+
+    image = ref if ":" in ref or "/" in ref else f"{tag_prefix}/{_matrix(ctx).get(ref).name}"
+    if ":" not in image.rsplit("/", 1)[-1]:
+        image += ":latest"
+    labels = engine.image_labels(image)
+    if labels is None:
+        raise BadInput(f"no image {image}", "build it with envkit build NAME")
+    ours = {k: v for k, v in sorted(labels.items())
+            if k.startswith(("io.envkit.", "org.opencontainers."))}
+    if as_json:
+        _emit_json({"image": image, "labels": ours})
+        return
+    click.echo(format_table(["LABEL", "VALUE"], [[k, v] for k, v in ours.items()]))
+
+
+@main.command(epilog=EXIT_CODES)
+@handles_errors
+def clean():
+    """Remove every container envkit started that is still around (label io.envkit)."""
+    from . import engine
+
+    removed = engine.remove_leftovers()
+    click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed
+                                                          else ""))

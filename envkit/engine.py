@@ -1,0 +1,441 @@
+"""The one module that talks to Docker: the SDK for images and containers, the CLI for BuildKit.
+
+The SDK's build endpoint drives the legacy builder (no secrets, no cache mounts), so builds go
+through a docker client that speaks BuildKit; everything else goes through the SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BuildFailed, EngineUnavailable, EnvkitError
+
+LABEL = "io.envkit"  # every container envkit starts carries this label
+KEEP_ENV = "ENVKIT_KEEP_CONTAINERS"  # set to 1 to keep containers for debugging
+DOCKER_CLI_ENV = "ENVKIT_DOCKER"  # path of a BuildKit-capable docker client
+_CLIENT = None
+_RUNNING_BUILDS: set = set()  # build clients in flight, so an interrupt can cancel them all
+
+
+def _explain_connect_error(exc: Exception) -> EngineUnavailable:
+    text = str(exc)
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if "Permission denied" in text or "PermissionError" in text:
+        return EngineUnavailable(
+            f"permission denied on the Docker socket ({host})",
+            "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in "
+            "again) or use rootless Docker",
+        )
+    if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text:
+        return EngineUnavailable(
+            f"no Docker daemon is answering at {host}",
+            "start it (`sudo systemctl start docker`, or scripts/engine-up.sh), or set "
+            "DOCKER_HOST to a running engine",
+        )
+    return EngineUnavailable(f"cannot reach the Docker engine at {host}: {text}",
+                             "check that dockerd is running and DOCKER_HOST is right")
+
+
+def client():
+    """A connected docker SDK client (cached); raises EngineUnavailable with the fix."""
+    global _CLIENT
+    if _CLIENT is None:
+        import docker  # imported here so that commands which never touch the engine stay fast
+
+        try:
+            made = docker.from_env(timeout=120)
+            made.ping()
+        except Exception as exc:  # the SDK raises several unrelated types for one failure
+            raise _explain_connect_error(exc) from None
+        _CLIENT = made
+    return _CLIENT
+
+
+def engine_info() -> dict:
+    """`docker info` as a dict."""
+    return client().info()
+
+
+# ---------------------------------------------------------------------------- the docker CLI
+
+
+def _cli_supports_buildkit(path: str) -> bool:
+    try:
+        buildx = subprocess.run([path, "buildx", "version"], capture_output=True, timeout=20)
+        if buildx.returncode == 0:
+            return True
+        version = subprocess.run(
+            [path, "version", "--format", "{{.Client.Version}}"], capture_output=True,
+            text=True, timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    # Clients before 23.0 carry BuildKit themselves; later ones need the buildx plugin.
+    major = re.match(r"(\d+)\.", version)
+    return bool(major) and int(major.group(1)) < 23
+
+
+def docker_cli() -> str:
+    """Path of a docker client that can run BuildKit builds (secrets, bind mounts)."""
+    candidates = [os.environ.get(DOCKER_CLI_ENV), shutil.which("docker"), "/usr/bin/docker"]
+    seen = []
+    for path in candidates:
+        if path and path not in seen and os.access(path, os.X_OK):
+            seen.append(path)
+            if _cli_supports_buildkit(path):
+                return path
+    raise EngineUnavailable(
+        "no docker client with BuildKit found"
+        + (f" (tried {', '.join(seen)})" if seen else " (no docker client on PATH)"),
+        "install the buildx plugin (docker-buildx-plugin) or Debian's docker.io client, "
+        f"or point {DOCKER_CLI_ENV} at one",
+    )
+
+
+# ----------------------------------------------------------------------------------- images
+
+
+def image_id(ref: str) -> str | None:
+    """The local image id for a reference, or None when there is no such image."""
+    import docker
+
+    try:
+        return client().images.get(ref).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def image_labels(ref: str) -> dict | None:
+    """Labels of a local image, or None when it does not exist."""
+    import docker
+
+    try:
+        return dict(client().images.get(ref).labels or {})
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def image_attrs(ref: str) -> dict | None:
+    """The engine's inspect data for a local image, or None."""
+    import docker
+
+    try:
+        return client().images.get(ref).attrs
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def tag_image(ref: str, repository: str, tag: str) -> None:
+    """Add repository:tag to an existing image."""
+    client().images.get(ref).tag(repository, tag)
+
+
+def push_image(repository: str, tag: str) -> None:
+    """Push repository:tag, raising EnvkitError with the registry's message on failure."""
+    for chunk in client().images.push(repository, tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise EnvkitError(f"push of {repository}:{tag} failed: {chunk['error']}",
+                              "log in to the registry (`docker login`) and check the name")
+
+
+@dataclass
+class BuildEvent:
+    """Something a build reported: a new step, or a line of output."""
+
+    kind: str  # "step" or "log"
+    text: str
+    step: int | None = None
+    steps: int | None = None
+
+
+@dataclass
+class BuildOutcome:
+    """What the builder returned."""
+
+    ok: bool
+    image_id: str | None
+    seconds: float
+    failing_step: str | None = None
+    tail: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+_STEP = re.compile(r"^#(\d+) \[(?:[\w.-]+ )?(\d+)/(\d+)\] (.*)$")
+_VERTEX_LINE = re.compile(r"^#(\d+) (?:\d+\.\d+ )?(.*)$")
+_VERTEX_ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+
+
+def build(
+    *,
+    context: Path,
+    dockerfile: Path,
+    tags: list[str],
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    log_path: Path,
+    secrets: dict[str, Path] | None = None,
+    no_cache: bool = False,
+    pull: bool = False,
+    on_event: Callable[[BuildEvent], None] | None = None,
+) -> BuildOutcome:
+    """Run one BuildKit build, streaming events and writing the full log to `log_path`."""
+    cli = docker_cli()
+    uses_buildx = subprocess.run([cli, "buildx", "version"], capture_output=True).returncode == 0
+    cmd = [cli, "buildx", "build", "--load"] if uses_buildx else [cli, "build"]
+    iidfile = log_path.with_suffix(".iid")
+    cmd += ["--progress=plain", "--file", str(dockerfile), "--iidfile", str(iidfile)]
+    for tag in tags:
+        cmd += ["--tag", tag]
+    for key, value in sorted(build_args.items()):
+        cmd += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(labels.items()):
+        cmd += ["--label", f"{key}={value}"]
+    for key, path in sorted((secrets or {}).items()):
+        cmd += ["--secret", f"id={key},src={path}"]
+    if no_cache:
+        cmd.append("--no-cache")
+    if pull:
+        cmd.append("--pull")
+    cmd.append(str(context))
+    env = dict(os.environ, DOCKER_BUILDKIT="1")
+    emit = on_event or (lambda event: None)
+    step_of: dict[str, str] = {}
+    output_of: dict[str, list[str]] = {}
+    failing = None
+    started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            errors="replace", start_new_session=True,
+        )
+        _RUNNING_BUILDS.add(proc)
+        try:
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                log.write(line + "\n")
+                step = _STEP.match(line)
+                if step:
+                    vertex, n, m, text = step.groups()
+                    if vertex not in step_of:
+                        step_of[vertex] = f"[{n}/{m}] {text}"
+                        emit(BuildEvent("step", text, int(n), int(m)))
+                    continue
+                error = _VERTEX_ERROR.match(line)
+                if error and error.group(1) in step_of:
+                    failing = failing or error.group(1)
+                vertex_line = _VERTEX_LINE.match(line)
+                if vertex_line:
+                    output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
+                emit(BuildEvent("log", line))
+            code = proc.wait()
+        except KeyboardInterrupt:
+            _stop(proc)
+            log.write("envkit: interrupted\n")
+            return BuildOutcome(False, None, time.monotonic() - started, interrupted=True)
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+            _RUNNING_BUILDS.discard(proc)
+    seconds = time.monotonic() - started
+    built = iidfile.read_text().strip() if iidfile.exists() else None
+    iidfile.unlink(missing_ok=True)
+    if code == 0 and built:
+        return BuildOutcome(True, built, seconds)
+    with open(log_path, encoding="utf-8") as log:
+        all_lines = log.read().splitlines()
+    if failing:
+        tail = output_of.get(failing, [])[-25:]
+        return BuildOutcome(False, None, seconds, step_of.get(failing), tail)
+    return BuildOutcome(False, None, seconds, None, all_lines[-25:])
+
+
+def cancel_builds() -> None:
+    """Cancel every build in flight (called when the user interrupts parallel builds)."""
+    for proc in list(_RUNNING_BUILDS):
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Interrupt a child build client (it cancels the build), then kill it if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------------------- containers
+
+
+def container_name(entry: str) -> str:
+    """A unique, readable container name for an entry."""
+    safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", entry)
+    return f"envkit-{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def device_requests(gpus: str | None) -> list:
+    """Docker device requests for `--gpus all|none|0,1` (empty for none)."""
+    import docker
+
+    if not gpus or gpus == "none":
+        return []
+    if gpus == "all":
+        return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    return [docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+
+
+def _start_error(exc: Exception, image: str) -> EnvkitError:
+    text = getattr(exc, "explanation", None) or str(exc)
+    if "could not select device driver" in text or "nvidia-container-cli" in text:
+        return EnvkitError(
+            f"the engine could not attach GPUs: {text}",
+            "install the NVIDIA Container Toolkit and restart dockerd "
+            "(`sudo nvidia-ctk runtime configure --runtime=docker`), or run with --gpus none",
+        )
+    if "No such image" in text or "not found" in text.lower():
+        return EnvkitError(f"image {image} is not here: {text}",
+                           "build it first with `envkit build NAME`")
+    return EnvkitError(f"the container could not start: {text}", "see `envkit doctor`")
+
+
+@contextlib.contextmanager
+def container(
+    image: str,
+    command: list[str],
+    *,
+    entry: str = "adhoc",
+    gpus: str | None = None,
+    mounts: list | None = None,
+    environment: dict | None = None,
+    shm_size: str | None = None,
+    ipc_mode: str | None = None,
+    user: str | None = None,
+    working_dir: str | None = None,
+    tty: bool = False,
+    stdin_open: bool = False,
+) -> Iterator:
+    """A started container that is stopped, killed if need be, and removed on exit."""
+    import docker
+
+    name = container_name(entry)
+    try:
+        made = client().containers.create(
+            image,
+            command,
+            name=name,
+            labels={LABEL: "1", f"{LABEL}.entry": entry},
+            device_requests=device_requests(gpus),
+            mounts=mounts or [],
+            environment=environment or {},
+            shm_size=shm_size,
+            ipc_mode=ipc_mode,
+            user=user,
+            working_dir=working_dir,
+            tty=tty,
+            stdin_open=stdin_open,
+        )
+    except docker.errors.APIError as exc:
+        raise _start_error(exc, image) from None
+    try:
+        try:
+            made.start()
+        except docker.errors.APIError as exc:
+            raise _start_error(exc, image) from None
+        yield made
+    finally:
+        if os.environ.get(KEEP_ENV) != "1":
+            _remove(made)
+
+
+def _remove(made) -> None:
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        made.stop(timeout=5)
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        made.remove(force=True)
+
+
+@dataclass
+class ProgramResult:
+    """What a program run in a container printed and returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_program(
+    image: str,
+    program: Path,
+    args: list[str] = (),
+    *,
+    gpus: str | None = None,
+    shm_size: str | None = None,
+    timeout: float = 600,
+    entry: str = "adhoc",
+    extra_files: list[Path] = (),
+    out_dir: Path | None = None,
+) -> ProgramResult:
+    """Run `python3 PROGRAM ARGS` in a throw-away container of `image` and collect its output.
+
+    The program (and `extra_files`) are mounted read-only at /opt/envkit; `out_dir`, if given,
+    is mounted writable at /out.
+    """
+    import docker
+
+    mounts = [docker.types.Mount("/opt/envkit/" + program.name, str(program.resolve()),
+                                 type="bind", read_only=True)]
+    mounts += [docker.types.Mount("/opt/envkit/" + f.name, str(f.resolve()), type="bind",
+                                  read_only=True) for f in extra_files]
+    if out_dir is not None:
+        mounts.append(docker.types.Mount("/out", str(out_dir.resolve()), type="bind"))
+    command = ["python3", "/opt/envkit/" + program.name, *args]
+    user = f"{os.getuid()}:{os.getgid()}" if out_dir is not None else None
+    with container(image, command, entry=entry, gpus=gpus, mounts=mounts, shm_size=shm_size,
+                   user=user, environment={"HOME": "/tmp"}) as made:
+        try:
+            status = made.wait(timeout=timeout)
+        except Exception as exc:  # requests raises its own timeout types
+            raise EnvkitError(f"{program.name} did not finish within {timeout:.0f}s: {exc}",
+                              "raise the timeout or check the container with "
+                              f"{KEEP_ENV}=1") from None
+        stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+    return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
+
+
+def leftover_containers() -> list:
+    """Every container carrying envkit's label, running or not."""
+    return client().containers.list(all=True, filters={"label": LABEL})
+
+
+def remove_leftovers() -> list[str]:
+    """Stop and remove every envkit-labelled container; returns their names."""
+    names = []
+    for made in leftover_containers():
+        names.append(made.name)
+        _remove(made)
+    return names
+
+
+def require_built(ref: str, name: str) -> None:
+    """Raise a clear error when the image for an entry has not been built."""
+    if image_id(ref) is None:
+        raise BuildFailed(f"no image {ref} for {name}", f"build it first: envkit build {name}")

@@ -1,0 +1,48 @@
+"""The family of foreseen failures: each carries a message and a fix, and an exit code."""
+
+from __future__ import annotations
+
+
+class EnvkitError(Exception):
+    """A foreseen failure. The CLI prints `message` and `fix` and exits with `exit_code`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return self.message if not self.fix else f"{self.message} — {self.fix}"
+
+
+class BadInput(EnvkitError):
+    """The user's input (a name, a file, an option) cannot be used."""
+
+    exit_code = 2
+
+
+class MatrixError(BadInput):
+    """A matrix file is unusable; `problems` lists each FILE:LINE problem."""
+
+    def __init__(self, problems: list, fix: str | None = None):
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else "invalid matrix"
+        super().__init__(str(first), fix)
+
+
+class UnknownEntry(BadInput):
+    """A name that is neither an entry nor an alias."""
+
+
+class EngineUnavailable(EnvkitError):
+    """The Docker engine cannot be reached or used."""
+
+
+class BuildFailed(EnvkitError):
+    """An image build failed."""
+
+
+class CheckFailed(EnvkitError):
+    """A check (doctor, bench gate, lock comparison) failed."""

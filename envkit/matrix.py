@@ -1,0 +1,397 @@
+"""Load and validate matrix.yaml into frozen Entry values, keeping each value's line number."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import BadInput, MatrixError, UnknownEntry
+
+FLAVOURS = ("runtime", "devel")
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+_VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
+_PYTHON = re.compile(r"^3\.\d+$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a matrix file, located at FILE:LINE."""
+
+    file: str
+    line: int
+    message: str
+    fix: str | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}: {self.message}"
+        return f"{text} — {self.fix}" if self.fix else text
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cell of the matrix: a named, buildable PyTorch stack."""
+
+    name: str
+    torch: str
+    torchvision: str | None
+    torchaudio: str | None
+    cuda: str | None
+    cudnn: str | None
+    python: str
+    flavour: str
+    base_image: str
+    index_url: str | None
+    aliases: tuple[str, ...] = ()
+    pins: tuple[str, ...] = ()
+    dockerfile: str = "runtime"
+    description: str = ""
+    line: int = 0
+    lines: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def variant(self) -> str:
+        """The wheel variant tag: 'cpu' or 'cuXYZ'."""
+        return "cpu" if self.cuda is None else "cu" + self.cuda.replace(".", "")
+
+    def line_of(self, key: str) -> int:
+        """Line of `key` in the matrix file (the entry's own line when the key is absent)."""
+        return self.lines.get(key, self.line)
+
+    def to_dict(self) -> dict:
+        """Plain data for --json output."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "torch": self.torch,
+            "torchvision": self.torchvision,
+            "torchaudio": self.torchaudio,
+            "cuda": self.cuda,
+            "cudnn": self.cudnn,
+            "python": self.python,
+            "flavour": self.flavour,
+            "base_image": self.base_image,
+            "index_url": self.index_url,
+            "pins": list(self.pins),
+            "dockerfile": self.dockerfile,
+            "variant": self.variant,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """All entries of one matrix file, with name and alias lookup."""
+
+    path: str
+    entries: tuple[Entry, ...]
+
+    def names(self) -> list[str]:
+        """Every name and alias, for suggestions."""
+        return [n for e in self.entries for n in (e.name, *e.aliases)]
+
+    def get(self, name: str) -> Entry:
+        """The entry called `name` (or aliased so); raises UnknownEntry with suggestions."""
+        wanted = name.strip().lower()
+        for entry in self.entries:
+            if wanted == entry.name.lower() or wanted in (a.lower() for a in entry.aliases):
+                return entry
+        close = difflib.get_close_matches(wanted, self.names(), n=3, cutoff=0.6)
+        fix = (
+            f"did you mean {', '.join(repr(c) for c in close)}?"
+            if close
+            else "run `envkit list` to see every entry"
+        )
+        raise UnknownEntry(f"unknown entry {name!r} in {self.path}", fix)
+
+
+# Schema: key -> (required, kind). "version" keeps YAML's source text so that 3.10 stays "3.10".
+_ENTRY_KEYS = {
+    "torch": (True, "version"),
+    "torchvision": (False, "version?"),
+    "torchaudio": (False, "version?"),
+    "cuda": (True, "version?"),
+    "cudnn": (False, "version?"),
+    "python": (True, "python"),
+    "flavour": (False, "flavour"),
+    "base_image": (True, "str"),
+    "index_url": (False, "str?"),
+    "aliases": (False, "list"),
+    "pins": (False, "list"),
+    "dockerfile": (False, "str"),
+    "description": (False, "str"),
+}
+_TOP_KEYS = ("version", "defaults", "entries")
+
+
+def _did_you_mean(word: str, choices) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+class _Reader:
+    """Turns the composed YAML node tree into Entries, collecting Problems on the way."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.problems: list[Problem] = []
+
+    def problem(self, node_or_line, message: str, fix: str | None = None) -> None:
+        line = node_or_line if isinstance(node_or_line, int) else _line(node_or_line)
+        self.problems.append(Problem(self.path, line, message, fix))
+
+    def mapping(self, node: yaml.Node, what: str) -> list[tuple[yaml.Node, yaml.Node]] | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping", "write `key: value` lines under it")
+            return None
+        seen: dict[str, int] = {}
+        pairs = []
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is None:
+                self.problem(key, f"{what} has a key that is not a plain name")
+                continue
+            if name in seen:
+                self.problem(
+                    key,
+                    f"duplicate key {name!r} in {what} (first at line {seen[name]})",
+                    "remove or rename one of them",
+                )
+                continue
+            seen[name] = _line(key)
+            pairs.append((key, value))
+        return pairs
+
+    def value(self, key: str, kind: str, node: yaml.Node):
+        optional = kind.endswith("?")
+        kind = kind.rstrip("?")
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            if optional:
+                return None
+            self.problem(node, f"{key!r} must not be null", f"give {key} a value")
+            return None
+        if kind == "list":
+            if not isinstance(node, yaml.SequenceNode) or not all(
+                isinstance(n, yaml.ScalarNode) for n in node.value
+            ):
+                self.problem(node, f"{key!r} must be a list of strings", f'write {key}: ["..."]')
+                return None
+            return tuple(n.value for n in node.value)
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, f"{key!r} must be a single value, not a list or mapping")
+            return None
+        text = node.value
+        if kind == "version" and not _VERSION.match(text):
+            self.problem(node, f"{key} {text!r} is not a version like 1.4.0", "use digits and dots")
+            return None
+        if kind == "python" and not _PYTHON.match(text):
+            self.problem(node, f"python {text!r} is not a version like 3.8", 'quote it: "3.10"')
+            return None
+        if kind == "flavour" and text not in FLAVOURS:
+            fix = _did_you_mean(text, FLAVOURS) or f"use one of {', '.join(FLAVOURS)}"
+            self.problem(node, f"flavour {text!r} is not one of {', '.join(FLAVOURS)}", fix)
+            return None
+        if kind == "str" and node.tag.endswith((":int", ":float", ":bool")):
+            self.problem(node, f"{key!r} must be a string, got {text!r}", f'quote it: "{text}"')
+            return None
+        return text
+
+    def entry(self, name_node: yaml.Node, node: yaml.Node, defaults: dict) -> Entry | None:
+        name = name_node.value
+        before = len(self.problems)
+        if not _NAME.match(name):
+            self.problem(
+                name_node,
+                f"entry name {name!r} must be lower-case letters, digits, '.', '-' or '_'",
+                "rename it, e.g. torch1.4-cuda10",
+            )
+        pairs = self.mapping(node, f"entry {name!r}")
+        if pairs is None:
+            return None
+        values = dict(defaults)
+        lines = {}
+        for key_node, value_node in pairs:
+            key = key_node.value
+            if key not in _ENTRY_KEYS:
+                self.problem(
+                    key_node,
+                    f"unknown key {key!r} in entry {name!r}",
+                    _did_you_mean(key, _ENTRY_KEYS) or f"known keys: {', '.join(_ENTRY_KEYS)}",
+                )
+                continue
+            values[key] = self.value(key, _ENTRY_KEYS[key][1], value_node)
+            lines[key] = _line(key_node)
+        for key, (required, _) in _ENTRY_KEYS.items():
+            if required and key not in values:
+                self.problem(name_node, f"entry {name!r} is missing {key!r}", f"add `{key}: ...`")
+        if len(self.problems) > before:
+            return None
+        return Entry(
+            name=name,
+            torch=values["torch"],
+            torchvision=values.get("torchvision"),
+            torchaudio=values.get("torchaudio"),
+            cuda=values["cuda"],
+            cudnn=values.get("cudnn"),
+            python=values["python"],
+            flavour=values.get("flavour") or "runtime",
+            base_image=values["base_image"],
+            index_url=values.get("index_url"),
+            aliases=values.get("aliases") or (),
+            pins=values.get("pins") or (),
+            dockerfile=values.get("dockerfile") or values.get("flavour") or "runtime",
+            description=values.get("description") or "",
+            line=_line(name_node),
+            lines=lines,
+        )
+
+    def read(self, text: str) -> list[Entry]:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 1
+            self.problem(line, f"YAML syntax error: {exc.problem or exc}", "fix the YAML syntax")
+            return []
+        if root is None:
+            self.problem(1, "the matrix file is empty", "add an `entries:` mapping")
+            return []
+        top = self.mapping(root, "the matrix file")
+        if top is None:
+            return []
+        sections = {}
+        for key_node, value_node in top:
+            if key_node.value not in _TOP_KEYS:
+                self.problem(
+                    key_node,
+                    f"unknown top-level key {key_node.value!r}",
+                    _did_you_mean(key_node.value, _TOP_KEYS)
+                    or f"known keys: {', '.join(_TOP_KEYS)}",
+                )
+            sections[key_node.value] = value_node
+        if "version" in sections and sections["version"].value != "1":
+            self.problem(sections["version"], "unsupported matrix version", "use `version: 1`")
+        defaults = {}
+        if "defaults" in sections:
+            for key_node, value_node in self.mapping(sections["defaults"], "defaults") or []:
+                key = key_node.value
+                if key not in _ENTRY_KEYS or key in ("aliases",):
+                    self.problem(key_node, f"unknown or per-entry key {key!r} in defaults")
+                    continue
+                defaults[key] = self.value(key, _ENTRY_KEYS[key][1], value_node)
+        if "entries" not in sections:
+            self.problem(root, "the matrix file has no `entries:` mapping", "add one")
+            return []
+        entries = []
+        for name_node, node in self.mapping(sections["entries"], "entries") or []:
+            entry = self.entry(name_node, node, defaults)
+            if entry is not None:
+                entries.append(entry)
+        self.check_names(entries)
+        return entries
+
+    def check_names(self, entries: list[Entry]) -> None:
+        owner: dict[str, Entry] = {}
+        for entry in entries:
+            for alias in (entry.name, *entry.aliases):
+                key = alias.lower()
+                other = owner.get(key)
+                if other is not None and other is not entry:
+                    self.problem(
+                        entry.line_of("aliases") if alias != entry.name else entry.line,
+                        f"name {alias!r} of entry {entry.name!r} is already used by "
+                        f"{other.name!r} (line {other.line})",
+                        "each name and alias must be unique",
+                    )
+                owner[key] = entry
+
+
+def parse(text: str, path: str = "matrix.yaml") -> Matrix:
+    """Parse matrix text; raises MatrixError listing every schema problem."""
+    reader = _Reader(path)
+    entries = reader.read(text)
+    if reader.problems:
+        raise MatrixError(reader.problems, "fix the lines above, then run `envkit check`")
+    return Matrix(path=path, entries=tuple(entries))
+
+
+def shipped_path() -> Path:
+    """The matrix.yaml that ships with envkit."""
+    return Path(__file__).with_name("matrix.yaml")
+
+
+def load(path: str | Path | None = None) -> Matrix:
+    """Load a matrix file (the shipped one when `path` is None)."""
+    path = Path(path) if path else shipped_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MatrixError(
+            [Problem(str(path), 0, f"cannot read matrix file: {exc.strerror or exc}")],
+            "pass an existing file with --matrix",
+        ) from None
+    return parse(text, str(path))
+
+
+def _cuda_matches(entry: Entry, wanted: str) -> bool:
+    wanted = wanted.strip().lower()
+    if wanted in ("cpu", "none"):
+        return entry.cuda is None
+    if entry.cuda is None:
+        return False
+    wanted = wanted.removeprefix("cu").removeprefix("da")
+    if "." in wanted:
+        return entry.cuda == wanted
+    # "10" selects every 10.x; "101" is the wheel-tag spelling of 10.1
+    if len(wanted) >= 3:
+        return entry.variant == "cu" + wanted
+    return entry.cuda.split(".")[0] == wanted
+
+
+def select(
+    entries,
+    *,
+    torch: str | None = None,
+    cuda: str | None = None,
+    python: str | None = None,
+    flavour: str | None = None,
+    names: tuple[str, ...] = (),
+) -> list[Entry]:
+    """Entries matching every given filter (`torch` is a version specifier like '>=1.4,<1.6')."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    spec = None
+    if torch:
+        text = torch.strip()
+        if text[0].isdigit():
+            # a bare version means that release line: "1.4" -> 1.4.*
+            text = f"=={text}.*" if text.count(".") < 2 else f"=={text}"
+        try:
+            spec = SpecifierSet(text)
+        except InvalidSpecifier:
+            raise BadInput(f"--torch {torch!r} is not a version specifier",
+                           "write it like '>=1.4,<1.6' or '1.4'") from None
+    out = []
+    for entry in entries:
+        if spec is not None and entry.torch not in spec:
+            continue
+        if cuda and not _cuda_matches(entry, cuda):
+            continue
+        if python and entry.python != python:
+            continue
+        if flavour and entry.flavour != flavour:
+            continue
+        if names and entry.name not in names:
+            continue
+        out.append(entry)
+    return out
