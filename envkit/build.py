@@ -107,8 +107,10 @@ def build_args(entry: Entry, options: BuildOptions) -> dict[str, str]:
         args["ENVKIT_FIND_LINKS"] = "/wheelhouse"
     if options.offline:
         if not options.wheelhouse:
-            raise BadInput("--offline needs --wheelhouse DIR",
-                           "give the folder that holds every wheel the entry needs")
+            raise BadInput(
+                "--offline needs --wheelhouse DIR",
+                "give the folder that holds every wheel the entry needs",
+            )
         args["ENVKIT_OFFLINE"] = "1"
     return args
 
@@ -119,8 +121,9 @@ def _wheelhouse_listing(folder: Path) -> list[list]:
     return sorted([p.name, p.stat().st_size] for p in folder.iterdir() if p.is_file())
 
 
-def content_hash(entry: Entry, text: str, args: dict[str, str], options: BuildOptions,
-                 base_id: str | None) -> str:
+def content_hash(
+    entry: Entry, text: str, args: dict[str, str], options: BuildOptions, base_id: str | None
+) -> str:
     """A short hash of everything that determines the image."""
     material = {
         "dockerfile": text,
@@ -143,7 +146,8 @@ def labels(entry: Entry, digest: str) -> dict[str, str]:
         ),
         "org.opencontainers.image.version": entry.torch,
         "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(
-            timespec="seconds"),
+            timespec="seconds"
+        ),
         "org.opencontainers.image.base.name": entry.base_image,
         "org.opencontainers.image.vendor": "envkit",
         "io.envkit.entry": entry.name,
@@ -237,7 +241,8 @@ def build_entry(
     if not outcome.ok:
         result.failing_step, result.tail = outcome.failing_step, outcome.tail
         result.error = f"build of {entry.name} failed" + (
-            f" at {outcome.failing_step}" if outcome.failing_step else "")
+            f" at {outcome.failing_step}" if outcome.failing_step else ""
+        )
         result.fix = f"read the full log: {log_path}"
         return result
     result.status, result.image_id = "built", outcome.image_id
@@ -261,8 +266,14 @@ def build_many(
         try:
             result = build_entry(entry, options, on_event)
         except EnvkitError as exc:
-            result = BuildResult(entry.name, "failed", repository(entry.name, options), "",
-                                 error=exc.message, fix=exc.fix)
+            result = BuildResult(
+                entry.name,
+                "failed",
+                repository(entry.name, options),
+                "",
+                error=exc.message,
+                fix=exc.fix,
+            )
         if on_result:
             with lock:
                 on_result(result)

@@ -13,6 +13,7 @@ _PYTHON_BASE = re.compile(r"(?:^|/)python:(\d+\.\d+)")
 _CUDA_BASE = re.compile(r"(?:^|/)nvidia/cuda:(\d+\.\d+)")
 # Ubuntu releases and the python3 they ship, for devel bases built on plain Ubuntu.
 _UBUNTU_PYTHON = {"18.04": "3.6", "20.04": "3.8", "22.04": "3.10", "24.04": "3.12"}
+_INDEX_VARIANT = re.compile(r"download\.pytorch\.org/whl/(cu\d+|cpu)\b")
 _UBUNTU_BASE = re.compile(r"(?:^|/)ubuntu:(\d\d\.\d\d)")
 
 
@@ -50,8 +51,12 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
                 f"use {package} {wanted}",
             )
     if entry.torchvision is None and release.torchvision is not None:
-        bad("torchvision", f"entry has no torchvision (pairs: {release.torchvision})",
-            f'add torchvision: "{release.torchvision}"', "warning")
+        bad(
+            "torchvision",
+            f"entry has no torchvision (pairs: {release.torchvision})",
+            f'add torchvision: "{release.torchvision}"',
+            "warning",
+        )
 
     if entry.python not in release.python:
         bad(
@@ -70,8 +75,11 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
         else:
             cudnn = release.cudnn.get(entry.cuda)
             if entry.cudnn is None and cudnn:
-                bad("cudnn", f"cudnn missing (the {entry.variant} wheel bundles {cudnn})",
-                    f'add cudnn: "{cudnn}"')
+                bad(
+                    "cudnn",
+                    f"cudnn missing (the {entry.variant} wheel bundles {cudnn})",
+                    f'add cudnn: "{cudnn}"',
+                )
             elif cudnn and entry.cudnn != cudnn:
                 bad(
                     "cudnn",
@@ -80,7 +88,9 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
                     f'use cudnn: "{cudnn}"',
                 )
             if facts.cuda_release(entry.cuda) is None:
-                bad("cuda", f"CUDA {entry.cuda} has no facts row", "add it to envkit/data/cuda.yaml")
+                bad(
+                    "cuda", f"CUDA {entry.cuda} has no facts row", "add it to envkit/data/cuda.yaml"
+                )
     elif entry.cudnn is not None:
         bad("cudnn", "a CPU-only entry has no cuDNN", "remove cudnn or set cuda")
 
@@ -93,16 +103,24 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
             "on PyTorch's index",
             f"set index_url: {PYTORCH_INDEX}/{entry.variant}",
         )
-    if entry.index_url and entry.index_url.startswith(PYTORCH_INDEX):
-        variant = entry.index_url.rstrip("/").rsplit("/", 1)[-1]
-        if variant.startswith(("cu", "cpu")) and variant != entry.variant:
-            bad("index_url", f"index {entry.index_url} serves {variant} wheels, not {entry.variant}",
-                f"use {PYTORCH_INDEX}/{entry.variant}")
+    served = _INDEX_VARIANT.search(entry.index_url or "")
+    if served:
+        variant = served.group(1)
+        if variant != entry.variant:
+            bad(
+                "index_url",
+                f"index {entry.index_url} serves {variant} wheels, not {entry.variant}",
+                f"use {PYTORCH_INDEX}/{entry.variant}",
+            )
 
     if release.yanked:
-        bad("torch", f"torch {entry.torch} was yanked from PyPI" + (
-            f" ({release.note})" if release.note else ""),
-            "pip installs it only through an exact == pin (envkit pins exactly)", "warning")
+        bad(
+            "torch",
+            f"torch {entry.torch} was yanked from PyPI"
+            + (f" ({release.note})" if release.note else ""),
+            "pip installs it only through an exact == pin (envkit pins exactly)",
+            "warning",
+        )
 
     base_python = _PYTHON_BASE.search(entry.base_image)
     if base_python and base_python.group(1) != entry.python:
@@ -136,6 +154,14 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
                 "(NVIDIA removes tags after end of life)",
                 "use a python:*-slim base (the wheel bundles the CUDA runtime) or the devel "
                 "template, which installs the toolkit from NVIDIA's apt repository",
+            )
+    for rule in facts.required_pins(entry.torch, entry.torchvision):
+        name = rule["pin"].split("<")[0].split("=")[0].split(">")[0].strip().lower()
+        if not any(p.lower().replace(" ", "").startswith(name) for p in entry.pins):
+            bad(
+                "pins",
+                f"missing pin {rule['pin']!r}: {rule['why']}",
+                f"add {rule['pin']!r} to pins",
             )
     if entry.flavour == "devel" and entry.cuda is None:
         bad("flavour", "a devel entry needs a CUDA version (nvcc)", "set cuda or use runtime")

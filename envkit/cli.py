@@ -62,9 +62,15 @@ def _emit_json(data) -> None:
 def entry_filters(func):
     """The filters every matrix-reading command shares."""
     options = [
-        click.option("--torch", "torch_spec", metavar="SPEC",
-                     help="torch versions, e.g. '>=1.4,<1.6' or '1.4'."),
-        click.option("--cuda", metavar="VER", help="CUDA: '10' (any 10.x), '10.1', 'cu101' or 'cpu'."),
+        click.option(
+            "--torch",
+            "torch_spec",
+            metavar="SPEC",
+            help="torch versions, e.g. '>=1.4,<1.6' or '1.4'.",
+        ),
+        click.option(
+            "--cuda", metavar="VER", help="CUDA: '10' (any 10.x), '10.1', 'cu101' or 'cpu'."
+        ),
         click.option("--python", metavar="X.Y", help="Python version, e.g. 3.8."),
         click.option("--flavour", type=click.Choice(["runtime", "devel"]), help="Image flavour."),
     ]
@@ -78,14 +84,20 @@ def _select(ctx, torch_spec, cuda, python, flavour, names=()):
 
     loaded = _matrix(ctx)
     chosen = tuple(loaded.get(n).name for n in names)
-    return loaded, matrix.select(loaded.entries, torch=torch_spec, cuda=cuda, python=python,
-                                 flavour=flavour, names=chosen)
+    return loaded, matrix.select(
+        loaded.entries, torch=torch_spec, cuda=cuda, python=python, flavour=flavour, names=chosen
+    )
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
-@click.option("--matrix", "matrix_path", type=click.Path(dir_okay=False), envvar="ENVKIT_MATRIX",
-              help="Matrix file to use instead of the shipped one (env: ENVKIT_MATRIX).")
+@click.option(
+    "--matrix",
+    "matrix_path",
+    type=click.Path(dir_okay=False),
+    envvar="ENVKIT_MATRIX",
+    help="Matrix file to use instead of the shipped one (env: ENVKIT_MATRIX).",
+)
 @click.pass_context
 def main(ctx: click.Context, matrix_path: str | None) -> None:
     """Reproducible PyTorch/CUDA environments as Docker images.
@@ -119,10 +131,24 @@ def list_cmd(ctx, torch_spec, cuda, python, flavour, as_json):
     if as_json:
         _emit_json([e.to_dict() for e in entries])
         return
-    rows = [[e.name, e.torch, e.torchvision, e.torchaudio, e.cuda or "cpu", e.cudnn, e.python,
-             e.flavour] for e in entries]
-    click.echo(format_table(["NAME", "TORCH", "VISION", "AUDIO", "CUDA", "CUDNN", "PYTHON",
-                             "FLAVOUR"], rows))
+    rows = [
+        [
+            e.name,
+            e.torch,
+            e.torchvision,
+            e.torchaudio,
+            e.cuda or "cpu",
+            e.cudnn,
+            e.python,
+            e.flavour,
+        ]
+        for e in entries
+    ]
+    click.echo(
+        format_table(
+            ["NAME", "TORCH", "VISION", "AUDIO", "CUDA", "CUDNN", "PYTHON", "FLAVOUR"], rows
+        )
+    )
     click.echo(f"{len(entries)} entries", err=True)
 
 
@@ -151,11 +177,13 @@ def show(ctx, name, as_json):
         click.echo(f"{key.ljust(width)}  {'-' if value in (None, '') else value}")
 
 
-@main.command(epilog="""\b
+@main.command(
+    epilog="""\b
 Exit codes:
   0  the file is clean (warnings may be printed)
   1  rules failed (impossible pairings, unpublished variants, ...)
-  2  the file is unusable (YAML or schema errors)""")
+  2  the file is unusable (YAML or schema errors)"""
+)
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 @click.pass_context
@@ -173,23 +201,31 @@ def check(ctx, file, as_json):
         loaded = matrix.load(path)
     except MatrixError as exc:
         if as_json:
-            _emit_json({"ok": False, "usable": False,
-                        "problems": [vars(p) for p in exc.problems]})
+            _emit_json({"ok": False, "usable": False, "problems": [vars(p) for p in exc.problems]})
             sys.exit(2)
         raise
     problems = rules.check(loaded)
     failed = bool(rules.errors(problems))
     if as_json:
-        _emit_json({"ok": not failed, "usable": True, "entries": len(loaded.entries),
-                    "problems": [vars(p) for p in problems]})
+        _emit_json(
+            {
+                "ok": not failed,
+                "usable": True,
+                "entries": len(loaded.entries),
+                "problems": [vars(p) for p in problems],
+            }
+        )
     else:
         for problem in problems:
             colour = "red" if problem.severity == "error" else "yellow"
             prefix = "" if problem.severity == "error" else "warning: "
             click.secho(f"{prefix}{problem}", fg=colour)
         errors = len(rules.errors(problems))
-        click.echo(f"{loaded.path}: {len(loaded.entries)} entries, {errors} errors, "
-                   f"{len(problems) - errors} warnings", err=True)
+        click.echo(
+            f"{loaded.path}: {len(loaded.entries)} entries, {errors} errors, "
+            f"{len(problems) - errors} warnings",
+            err=True,
+        )
     sys.exit(1 if failed else 0)
 
 
@@ -206,8 +242,14 @@ def dockerfile(ctx, name):
 
 @main.command("matrix", epilog=EXIT_CODES)
 @entry_filters
-@click.option("--format", "fmt", type=click.Choice(["github", "names"]), default="github",
-              show_default=True, help="github: JSON for strategy.matrix; names: one per line.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["github", "names"]),
+    default="github",
+    show_default=True,
+    help="github: JSON for strategy.matrix; names: one per line.",
+)
 @click.pass_context
 @handles_errors
 def matrix_cmd(ctx, torch_spec, cuda, python, flavour, fmt):
@@ -216,9 +258,17 @@ def matrix_cmd(ctx, torch_spec, cuda, python, flavour, fmt):
     if fmt == "names":
         click.echo("\n".join(e.name for e in entries))
         return
-    include = [{"name": e.name, "torch": e.torch, "torchvision": e.torchvision,
-                "cuda": e.cuda or "cpu", "python": e.python, "flavour": e.flavour}
-               for e in entries]
+    include = [
+        {
+            "name": e.name,
+            "torch": e.torch,
+            "torchvision": e.torchvision,
+            "cuda": e.cuda or "cpu",
+            "python": e.python,
+            "flavour": e.flavour,
+        }
+        for e in entries
+    ]
     click.echo(json.dumps({"include": include}, separators=(",", ":")))
 
 
@@ -241,8 +291,9 @@ class _Progress:
 
     def _line(self) -> str:
         now = time.monotonic()
-        parts = [f"{name} {text} ({now - self.started[name]:.0f}s)"
-                 for name, text in self.state.items()]
+        parts = [
+            f"{name} {text} ({now - self.started[name]:.0f}s)" for name, text in self.state.items()
+        ]
         width = click.get_terminal_size()[0] - 1
         return " | ".join(parts)[:width]
 
@@ -262,8 +313,11 @@ class _Progress:
                 click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
             else:
                 elapsed = time.monotonic() - self.started[name]
-                click.echo(f"[{name}] step {event.step}/{event.steps} ({elapsed:.0f}s): "
-                           f"{event.text[:100]}", err=True)
+                click.echo(
+                    f"[{name}] step {event.step}/{event.steps} ({elapsed:.0f}s): "
+                    f"{event.text[:100]}",
+                    err=True,
+                )
 
     def done(self, result):
         with self.lock:
@@ -281,8 +335,11 @@ class _Progress:
 def _render_build_result(result) -> None:
     if result.ok:
         what = "up to date" if result.status == "up-to-date" else "built"
-        click.secho(f"{result.name}: {what} in {result.seconds:.2f}s -> {', '.join(result.tags)}",
-                    fg="green", err=True)
+        click.secho(
+            f"{result.name}: {what} in {result.seconds:.2f}s -> {', '.join(result.tags)}",
+            fg="green",
+            err=True,
+        )
         return
     click.secho(f"{result.name}: {result.error}", fg="red", err=True)
     for line in result.tail:
@@ -294,66 +351,127 @@ def _render_build_result(result) -> None:
 def build_options(func):
     """Options that decide how images are built (shared by build and bench/doctor builds)."""
     options = [
-        click.option("--base-image", metavar="REF",
-                     help="Base image instead of the entry's (a mirror or a local image)."),
+        click.option(
+            "--base-image",
+            metavar="REF",
+            help="Base image instead of the entry's (a mirror or a local image).",
+        ),
         click.option("--index-url", metavar="URL", help="Package index for dependencies."),
         click.option("--extra-index-url", metavar="URL", help="Extra package index."),
-        click.option("--wheelhouse", type=click.Path(file_okay=False, exists=True,
-                                                     path_type=Path),
-                     help="Folder of wheels to install from (e.g. a downloaded CUDA torch)."),
-        click.option("--offline", is_flag=True,
-                     help="Install only from --wheelhouse: no index is contacted."),
-        click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                     help="Extra CA certificates (PEM) for pip/apt behind a TLS proxy; passed "
-                          "as a BuildKit secret, never stored in the image."),
+        click.option(
+            "--wheelhouse",
+            type=click.Path(file_okay=False, exists=True, path_type=Path),
+            help="Folder of wheels to install from (e.g. a downloaded CUDA torch).",
+        ),
+        click.option(
+            "--offline", is_flag=True, help="Install only from --wheelhouse: no index is contacted."
+        ),
+        click.option(
+            "--ca-cert",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            help="Extra CA certificates (PEM) for pip/apt behind a TLS proxy; passed "
+            "as a BuildKit secret, never stored in the image.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-@main.command(epilog=EXIT_CODES + """
+@main.command(
+    epilog=EXIT_CODES
+    + """
 
 \b
 Tags: PREFIX/NAME:latest and PREFIX/NAME:<content hash>, where the hash covers the rendered
 Dockerfile, build args, base image and wheelhouse; a build whose hash exists returns at once.
-Full logs: ~/.cache/envkit/logs (path printed). Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1.""")
+Full logs: ~/.cache/envkit/logs (path printed). Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1."""
+)
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_entries", is_flag=True, help="Build every (filtered) entry.")
 @entry_filters
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 32),
-              help="Builds to run in parallel.")
-@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX",
-              help="Repository prefix of the image tags.")
+@click.option(
+    "-j",
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Builds to run in parallel.",
+)
+@click.option(
+    "--tag",
+    "tag_prefix",
+    default="envkit",
+    show_default=True,
+    metavar="PREFIX",
+    help="Repository prefix of the image tags.",
+)
 @click.option("--registry", metavar="HOST", help="Registry host to prefix tags with.")
 @click.option("--push", is_flag=True, help="Push both tags after building.")
 @click.option("--force", is_flag=True, help="Build even when the content tag exists.")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option("--pull", is_flag=True, help="Always try to pull a newer base image.")
 @build_options
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write full build logs.")
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write full build logs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
 @click.pass_context
 @handles_errors
-def build(ctx, names, all_entries, torch_spec, cuda, python, flavour, jobs, tag_prefix, registry,
-          push, force, no_cache, pull, base_image, index_url, extra_index_url, wheelhouse,
-          offline, ca_cert, log_dir, as_json):
+def build(
+    ctx,
+    names,
+    all_entries,
+    torch_spec,
+    cuda,
+    python,
+    flavour,
+    jobs,
+    tag_prefix,
+    registry,
+    push,
+    force,
+    no_cache,
+    pull,
+    base_image,
+    index_url,
+    extra_index_url,
+    wheelhouse,
+    offline,
+    ca_cert,
+    log_dir,
+    as_json,
+):
     """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters]."""
     from . import build as builder
     from .errors import BadInput
 
     filtered = any([torch_spec, cuda, python, flavour])
     if not names and not all_entries and not filtered:
-        raise BadInput("name an entry to build, or pass --all / a filter",
-                       "e.g. envkit build torch1.4-cuda10; see envkit list")
+        raise BadInput(
+            "name an entry to build, or pass --all / a filter",
+            "e.g. envkit build torch1.4-cuda10; see envkit list",
+        )
     _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
     if not entries:
         raise BadInput("no entry matches", "see envkit list")
     options = builder.BuildOptions(
-        base_image=base_image, index_url=index_url, extra_index_url=extra_index_url,
-        wheelhouse=wheelhouse, offline=offline, ca_cert=ca_cert, tag_prefix=tag_prefix,
-        registry=registry, push=push, force=force, no_cache=no_cache, pull=pull, log_dir=log_dir)
+        base_image=base_image,
+        index_url=index_url,
+        extra_index_url=extra_index_url,
+        wheelhouse=wheelhouse,
+        offline=offline,
+        ca_cert=ca_cert,
+        tag_prefix=tag_prefix,
+        registry=registry,
+        push=push,
+        force=force,
+        no_cache=no_cache,
+        pull=pull,
+        log_dir=log_dir,
+    )
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:
         results = builder.build_many(entries, options, jobs, progress.event, progress.done)
@@ -384,8 +502,11 @@ def inspect(ctx, ref, tag_prefix, as_json):
     labels = engine.image_labels(image)
     if labels is None:
         raise BadInput(f"no image {image}", "build it with envkit build NAME")
-    ours = {k: v for k, v in sorted(labels.items())
-            if k.startswith(("io.envkit.", "org.opencontainers."))}
+    ours = {
+        k: v
+        for k, v in sorted(labels.items())
+        if k.startswith(("io.envkit.", "org.opencontainers."))
+    }
     if as_json:
         _emit_json({"image": image, "labels": ours})
         return
@@ -399,5 +520,203 @@ def clean():
     from . import engine
 
     removed = engine.remove_leftovers()
-    click.echo(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed
-                                                          else ""))
+    click.echo(
+        f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else "")
+    )
+
+
+# ------------------------------------------------------------------------------- running
+
+
+def run_options(func):
+    """Options shared by run and shell."""
+    options = [
+        click.option(
+            "--gpus",
+            default="auto",
+            show_default=True,
+            help="GPUs to attach: auto (all, when the engine has a GPU runtime), all, "
+            "none, or indices like 0,1.",
+        ),
+        click.option(
+            "--shm-size",
+            default="8g",
+            show_default=True,
+            help="Shared memory for DataLoader workers (Docker's default 64m is too small).",
+        ),
+        click.option("--ipc-host", is_flag=True, help="Share the host's IPC namespace instead."),
+        click.option(
+            "-e",
+            "--env",
+            "env",
+            multiple=True,
+            metavar="NAME[=VALUE]",
+            help="Environment variable to pass (repeatable).",
+        ),
+        click.option(
+            "--user",
+            metavar="UID[:GID]",
+            help="User inside the container (default: yours, so files in the mount stay yours).",
+        ),
+        click.option(
+            "--tag",
+            "tag_prefix",
+            default="envkit",
+            show_default=True,
+            metavar="PREFIX",
+            help="Repository prefix the image was built with.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _image_for(ctx, name: str, tag_prefix: str) -> tuple[str, str]:
+    entry = _matrix(ctx).get(name)
+    return f"{tag_prefix}/{entry.name}:latest", entry.name
+
+
+def _run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix, interactive, tty):
+    from . import engine
+    from . import run as runner
+
+    image, entry = _image_for(ctx, name, tag_prefix)
+    spec, note = runner.spec_for(
+        image,
+        entry,
+        tuple(command),
+        workdir=Path.cwd(),
+        gpus=gpus,
+        user=user,
+        shm_size=shm_size,
+        ipc_host=ipc_host,
+        env=env,
+        interactive=interactive,
+        tty=tty,
+    )
+    if note:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+    code = engine.run_attached(spec)
+    if code == 125:
+        click.secho(
+            "error: Docker could not run the container (its message is above)", fg="red", err=True
+        )
+        click.echo(
+            "fix: check with `envkit doctor "
+            + entry
+            + "`"
+            + ("; or run with --gpus none" if spec.gpus else ""),
+            err=True,
+        )
+    sys.exit(code)
+
+
+@main.command(
+    epilog="""\b
+Exit code: the command's own exit code; 2 for bad usage; 125 when Docker could not run it.
+The current folder is mounted at /workspace (the working directory); the container is removed
+when the command ends or on Ctrl-C.""",
+    context_settings={"ignore_unknown_options": True},
+)
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@run_options
+@click.pass_context
+@handles_errors
+def run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix):
+    """Run a command in an entry's image: envkit run NAME -- python train.py"""
+    _run(
+        ctx,
+        name,
+        command,
+        gpus,
+        shm_size,
+        ipc_host,
+        env,
+        user,
+        tag_prefix,
+        interactive=sys.stdin.isatty(),
+        tty=sys.stdin.isatty() and sys.stdout.isatty(),
+    )
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("name")
+@run_options
+@click.pass_context
+@handles_errors
+def shell(ctx, name, gpus, shm_size, ipc_host, env, user, tag_prefix):
+    """An interactive bash in an entry's image, the current folder at /workspace."""
+    _run(
+        ctx,
+        name,
+        ("bash",),
+        gpus,
+        shm_size,
+        ipc_host,
+        env,
+        user,
+        tag_prefix,
+        interactive=True,
+        tty=sys.stdin.isatty(),
+    )
+
+
+# -------------------------------------------------------------------------------- checking
+
+
+@main.command(
+    epilog="""\b
+Exit codes:
+  0  nothing failed (warnings allowed)
+  1  at least one check failed
+  2  bad usage or input"""
+)
+@click.argument("name", required=False)
+@click.option(
+    "--host",
+    "host_probe",
+    is_flag=True,
+    help="Run the probe on this machine's own Python instead of in a container "
+    "(for machines without Docker).",
+)
+@click.option(
+    "--tag",
+    "tag_prefix",
+    default="envkit",
+    show_default=True,
+    metavar="PREFIX",
+    help="Repository prefix the image was built with.",
+)
+@click.option(
+    "--allow-cpu",
+    is_flag=True,
+    help="A CPU-only result is acceptable: report missing GPUs as warnings.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: ok, checks[{id, status, detail, fix}], ...",
+)
+@click.pass_context
+@handles_errors
+def doctor(ctx, name, host_probe, tag_prefix, allow_cpu, as_json):
+    """Check that this host (and NAME's image) can really use the GPU, with a fix for each
+    problem: engine, GPU runtime, driver, GPUs, /dev/shm; for NAME also the driver's CUDA,
+    the build's GPU architectures, and a probe run inside the image (real kernels on every
+    GPU, DataLoader workers, versions against the matrix)."""
+    from . import doctor as doc
+
+    loaded = _matrix(ctx) if name or not host_probe else None
+    entry = loaded.get(name) if name else None
+    report = doc.run_doctor(
+        entry,
+        host_probe=host_probe,
+        all_entries=loaded.entries if loaded else (),
+        image=f"{tag_prefix}/{entry.name}:latest" if entry else None,
+        allow_cpu=allow_cpu,
+    )
+    click.echo(report.to_json() if as_json else report.to_text())
+    sys.exit(0 if report.ok else 1)

@@ -113,8 +113,10 @@ def render_text(template: str, data: dict[str, str], origin: str = "template") -
     def fill(match: re.Match) -> str:
         key = match.group(1)
         if key not in data:
-            raise BadInput(f"{origin}: unknown placeholder {{{{{key}}}}}",
-                           f"use one of {', '.join(sorted(data))}")
+            raise BadInput(
+                f"{origin}: unknown placeholder {{{{{key}}}}}",
+                f"use one of {', '.join(sorted(data))}",
+            )
         return data[key]
 
     return _PLACEHOLDER.sub(fill, template)

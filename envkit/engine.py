@@ -42,8 +42,10 @@ def _explain_connect_error(exc: Exception) -> EngineUnavailable:
             "start it (`sudo systemctl start docker`, or scripts/engine-up.sh), or set "
             "DOCKER_HOST to a running engine",
         )
-    return EngineUnavailable(f"cannot reach the Docker engine at {host}: {text}",
-                             "check that dockerd is running and DOCKER_HOST is right")
+    return EngineUnavailable(
+        f"cannot reach the Docker engine at {host}: {text}",
+        "check that dockerd is running and DOCKER_HOST is right",
+    )
 
 
 def client():
@@ -75,8 +77,10 @@ def _cli_supports_buildkit(path: str) -> bool:
         if buildx.returncode == 0:
             return True
         version = subprocess.run(
-            [path, "version", "--format", "{{.Client.Version}}"], capture_output=True,
-            text=True, timeout=20,
+            [path, "version", "--format", "{{.Client.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -144,8 +148,10 @@ def push_image(repository: str, tag: str) -> None:
     """Push repository:tag, raising EnvkitError with the registry's message on failure."""
     for chunk in client().images.push(repository, tag, stream=True, decode=True):
         if "error" in chunk:
-            raise EnvkitError(f"push of {repository}:{tag} failed: {chunk['error']}",
-                              "log in to the registry (`docker login`) and check the name")
+            raise EnvkitError(
+                f"push of {repository}:{tag} failed: {chunk['error']}",
+                "log in to the registry (`docker login`) and check the name",
+            )
 
 
 @dataclass
@@ -218,8 +224,13 @@ def build(
         log.write("$ " + " ".join(cmd) + "\n")
         # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            errors="replace", start_new_session=True,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            errors="replace",
+            start_new_session=True,
         )
         _RUNNING_BUILDS.add(proc)
         try:
@@ -309,8 +320,9 @@ def _start_error(exc: Exception, image: str) -> EnvkitError:
             "(`sudo nvidia-ctk runtime configure --runtime=docker`), or run with --gpus none",
         )
     if "No such image" in text or "not found" in text.lower():
-        return EnvkitError(f"image {image} is not here: {text}",
-                           "build it first with `envkit build NAME`")
+        return EnvkitError(
+            f"image {image} is not here: {text}", "build it first with `envkit build NAME`"
+        )
     return EnvkitError(f"the container could not start: {text}", "see `envkit doctor`")
 
 
@@ -364,12 +376,20 @@ def container(
 
 
 def _remove(made) -> None:
+    """Stop, then force-remove, then wait until the engine no longer lists the container."""
     import docker
 
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         made.stop(timeout=5)
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         made.remove(force=True)
+    # A --rm container may already be mid-removal (409 above); wait for the engine to finish.
+    for _ in range(50):
+        try:
+            made.reload()
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.2)
 
 
 @dataclass
@@ -400,22 +420,36 @@ def run_program(
     """
     import docker
 
-    mounts = [docker.types.Mount("/opt/envkit/" + program.name, str(program.resolve()),
-                                 type="bind", read_only=True)]
-    mounts += [docker.types.Mount("/opt/envkit/" + f.name, str(f.resolve()), type="bind",
-                                  read_only=True) for f in extra_files]
+    mounts = [
+        docker.types.Mount(
+            "/opt/envkit/" + program.name, str(program.resolve()), type="bind", read_only=True
+        )
+    ]
+    mounts += [
+        docker.types.Mount("/opt/envkit/" + f.name, str(f.resolve()), type="bind", read_only=True)
+        for f in extra_files
+    ]
     if out_dir is not None:
         mounts.append(docker.types.Mount("/out", str(out_dir.resolve()), type="bind"))
     command = ["python3", "/opt/envkit/" + program.name, *args]
     user = f"{os.getuid()}:{os.getgid()}" if out_dir is not None else None
-    with container(image, command, entry=entry, gpus=gpus, mounts=mounts, shm_size=shm_size,
-                   user=user, environment={"HOME": "/tmp"}) as made:
+    with container(
+        image,
+        command,
+        entry=entry,
+        gpus=gpus,
+        mounts=mounts,
+        shm_size=shm_size,
+        user=user,
+        environment={"HOME": "/tmp"},
+    ) as made:
         try:
             status = made.wait(timeout=timeout)
         except Exception as exc:  # requests raises its own timeout types
-            raise EnvkitError(f"{program.name} did not finish within {timeout:.0f}s: {exc}",
-                              "raise the timeout or check the container with "
-                              f"{KEEP_ENV}=1") from None
+            raise EnvkitError(
+                f"{program.name} did not finish within {timeout:.0f}s: {exc}",
+                f"raise the timeout or check the container with {KEEP_ENV}=1",
+            ) from None
         stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
         stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
     return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
@@ -439,3 +473,102 @@ def require_built(ref: str, name: str) -> None:
     """Raise a clear error when the image for an entry has not been built."""
     if image_id(ref) is None:
         raise BuildFailed(f"no image {ref} for {name}", f"build it first: envkit build {name}")
+
+
+# ----------------------------------------------------------------------- interactive runs
+
+
+def gpu_runtime_available(info: dict | None = None) -> bool:
+    """Whether the engine can attach NVIDIA GPUs (nvidia runtime registered or a CDI spec)."""
+    info = info if info is not None else engine_info()
+    if "nvidia" in (info.get("Runtimes") or {}):
+        return True
+    cdi_dirs = info.get("CDISpecDirs") or ["/etc/cdi", "/var/run/cdi"]
+    return any(Path(d).is_dir() and any(Path(d).glob("*nvidia*")) for d in cdi_dirs)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How to run a user's command in an image."""
+
+    image: str
+    command: tuple[str, ...]
+    entry: str
+    workdir: Path
+    gpus: str | None = None
+    user: str | None = None
+    shm_size: str | None = "8g"
+    ipc_host: bool = False
+    env: tuple[str, ...] = ()
+    interactive: bool = False
+    tty: bool = False
+
+
+def run_cli_command(spec: RunSpec, name: str) -> list[str]:
+    """The docker CLI command line for a RunSpec (a named, labelled, self-removing container)."""
+    cmd = [
+        docker_cli(),
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--label",
+        f"{LABEL}=1",
+        "--label",
+        f"{LABEL}.entry={spec.entry}",
+        "--mount",
+        f"type=bind,source={spec.workdir.resolve()},target=/workspace",
+        "--workdir",
+        "/workspace",
+        "--env",
+        "HOME=/tmp",
+    ]
+    if spec.user:
+        cmd += ["--user", spec.user]
+    if spec.gpus and spec.gpus != "none":
+        cmd += ["--gpus", spec.gpus if spec.gpus == "all" else f'"device={spec.gpus}"']
+    if spec.ipc_host:
+        cmd += ["--ipc", "host"]
+    elif spec.shm_size:
+        cmd += ["--shm-size", spec.shm_size]
+    for item in spec.env:
+        cmd += ["--env", item]
+    if spec.interactive:
+        cmd.append("--interactive")
+    if spec.tty:
+        cmd.append("--tty")
+    return [*cmd, spec.image, *spec.command]
+
+
+def run_attached(spec: RunSpec) -> int:
+    """Run a command in a container attached to this terminal; return its exit code.
+
+    The docker client forwards signals to the container; whatever happens, the container is
+    removed before this returns.
+    """
+    name = container_name(spec.entry)
+    cmd = run_cli_command(spec, name)
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # Pass the interrupt on (the client proxies it into the container), give it a moment.
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    finally:
+        _remove_by_name(name)
+
+
+def _remove_by_name(name: str) -> None:
+    import docker
+
+    try:
+        made = client().containers.get(name)
+    except docker.errors.NotFound:
+        return
+    _remove(made)

@@ -379,8 +379,10 @@ def select(
         try:
             spec = SpecifierSet(text)
         except InvalidSpecifier:
-            raise BadInput(f"--torch {torch!r} is not a version specifier",
-                           "write it like '>=1.4,<1.6' or '1.4'") from None
+            raise BadInput(
+                f"--torch {torch!r} is not a version specifier",
+                "write it like '>=1.4,<1.6' or '1.4'",
+            ) from None
     out = []
     for entry in entries:
         if spec is not None and entry.torch not in spec:

@@ -45,12 +45,19 @@ def pytest_collection_modifyitems(config, items):
                 engine = _engine_answers()
             if not engine:
                 if os.environ.get("CI"):
-                    item.add_marker(pytest.mark.xfail(
-                        reason="CI must provide a Docker engine (.ci/run starts one)",
-                        strict=True, run=False))
+                    item.add_marker(
+                        pytest.mark.xfail(
+                            reason="CI must provide a Docker engine (.ci/run starts one)",
+                            strict=True,
+                            run=False,
+                        )
+                    )
                 else:
-                    item.add_marker(pytest.mark.skip(
-                        reason="no Docker engine answers (run scripts/engine-up.sh as root)"))
+                    item.add_marker(
+                        pytest.mark.skip(
+                            reason="no Docker engine answers (run scripts/engine-up.sh as root)"
+                        )
+                    )
         if "gpu" in item.keywords:
             if gpu is None:
                 gpu = _gpu_usable()
@@ -87,8 +94,11 @@ def base_image():
     """The local Debian bookworm base, built with debootstrap when missing."""
     probe = subprocess.run([DOCKER, "image", "inspect", BASE_IMAGE], capture_output=True)
     if probe.returncode != 0:
-        subprocess.run(["bash", str(REPO / "scripts" / "build-base.sh"), "bookworm", BASE_IMAGE],
-                       check=True, timeout=900)
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "build-base.sh"), "bookworm", BASE_IMAGE],
+            check=True,
+            timeout=900,
+        )
     return BASE_IMAGE
 
 
@@ -113,8 +123,19 @@ def host_ca_bundle() -> Path:
 def cpu_image(base_image, cpu_wheelhouse, tmp_path_factory):
     """envkit/ci-cpu: CPU torch from the wheelhouse, other packages from PyPI via the CA secret."""
     logs = tmp_path_factory.mktemp("logs")
-    run_envkit("--matrix", str(CI_MATRIX), "build", "ci-cpu", "--wheelhouse", str(cpu_wheelhouse),
-               "--ca-cert", str(host_ca_bundle()), "--log-dir", str(logs), check=True)
+    run_envkit(
+        "--matrix",
+        str(CI_MATRIX),
+        "build",
+        "ci-cpu",
+        "--wheelhouse",
+        str(cpu_wheelhouse),
+        "--ca-cert",
+        str(host_ca_bundle()),
+        "--log-dir",
+        str(logs),
+        check=True,
+    )
     return "envkit/ci-cpu:latest"
 
 
@@ -122,7 +143,17 @@ def cpu_image(base_image, cpu_wheelhouse, tmp_path_factory):
 def full_image(base_image, full_wheelhouse, tmp_path_factory):
     """The shipped entry torch2.14-cuda13, built offline from a wheelhouse on the local base."""
     logs = tmp_path_factory.mktemp("logs")
-    result = run_envkit("build", "torch2.14-cuda13", "--base-image", base_image, "--wheelhouse",
-                        str(full_wheelhouse), "--offline", "--log-dir", str(logs), "--json",
-                        check=True)
+    result = run_envkit(
+        "build",
+        "torch2.14-cuda13",
+        "--base-image",
+        base_image,
+        "--wheelhouse",
+        str(full_wheelhouse),
+        "--offline",
+        "--log-dir",
+        str(logs),
+        "--json",
+        check=True,
+    )
     return result

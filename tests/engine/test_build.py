@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CI_MATRIX, DOCKER, host_ca_bundle, run_envkit
 
 pytestmark = pytest.mark.docker
@@ -25,8 +24,14 @@ def docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_full_entry_imports_torch_and_torchvision_at_matrix_versions(full_image):
     results = json.loads(full_image.stdout)
     assert results[0]["ok"] and results[0]["status"] in ("built", "up-to-date")
-    out = docker("run", "--rm", "envkit/torch2.14-cuda13:latest", "python", "-c",
-                 "import torch, torchvision; print(torch.__version__, torchvision.__version__)")
+    out = docker(
+        "run",
+        "--rm",
+        "envkit/torch2.14-cuda13:latest",
+        "python",
+        "-c",
+        "import torch, torchvision; print(torch.__version__, torchvision.__version__)",
+    )
     assert out.returncode == 0, out.stderr
     torch_version, vision_version = out.stdout.split()
     assert torch_version.split("+")[0] == "2.14.1"
@@ -48,8 +53,17 @@ def test_labels_are_present_and_match_the_entry(full_image):
 
 def test_second_build_is_a_noop_under_a_second(full_image, base_image, full_wheelhouse):
     started = time.monotonic()
-    out = run_envkit("build", "torch2.14-cuda13", "--base-image", base_image, "--wheelhouse",
-                     str(full_wheelhouse), "--offline", "--json", check=True)
+    out = run_envkit(
+        "build",
+        "torch2.14-cuda13",
+        "--base-image",
+        base_image,
+        "--wheelhouse",
+        str(full_wheelhouse),
+        "--offline",
+        "--json",
+        check=True,
+    )
     elapsed = time.monotonic() - started
     result = json.loads(out.stdout)[0]
     assert result["status"] == "up-to-date"
@@ -63,8 +77,9 @@ def test_changed_build_arg_gives_a_new_content_tag(base_image):
 
     entry = matrix.load(CI_MATRIX).get("ci-cpu")
     _, _, plain = build.plan(entry, build.BuildOptions(base_image=base_image))
-    _, _, mirrored = build.plan(entry, build.BuildOptions(
-        base_image=base_image, index_url="https://mirror.example/simple"))
+    _, _, mirrored = build.plan(
+        entry, build.BuildOptions(base_image=base_image, index_url="https://mirror.example/simple")
+    )
     _, _, again = build.plan(entry, build.BuildOptions(base_image=base_image))
     assert plain == again
     assert mirrored != plain
@@ -73,9 +88,26 @@ def test_changed_build_arg_gives_a_new_content_tag(base_image):
 def _throwaway_ca(tmp_path: Path) -> tuple[Path, list[str]]:
     """The host bundle plus a freshly made CA certificate that exists nowhere else."""
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=envkit throwaway test CA", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=envkit throwaway test CA",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     pem = cert.read_text()
     body = [ln for ln in pem.splitlines() if ln and not ln.startswith("-----")]
     bundle = tmp_path / "bundle.pem"
@@ -86,9 +118,23 @@ def _throwaway_ca(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_ca_cert_is_used_but_never_stored(cpu_image, cpu_wheelhouse, tmp_path):
     bundle, body = _throwaway_ca(tmp_path)
     # --no-cache makes the pip step really run with the secret mounted.
-    out = run_envkit("--matrix", str(CI_MATRIX), "build", "ci-cpu", "--wheelhouse",
-                     str(cpu_wheelhouse), "--ca-cert", str(bundle), "--force", "--no-cache",
-                     "--tag", "envkit-catest", "--json", "--log-dir", str(tmp_path))
+    out = run_envkit(
+        "--matrix",
+        str(CI_MATRIX),
+        "build",
+        "ci-cpu",
+        "--wheelhouse",
+        str(cpu_wheelhouse),
+        "--ca-cert",
+        str(bundle),
+        "--force",
+        "--no-cache",
+        "--tag",
+        "envkit-catest",
+        "--json",
+        "--log-dir",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
     image = "envkit-catest/ci-cpu:latest"
     try:
@@ -109,8 +155,11 @@ def test_ca_cert_is_used_but_never_stored(cpu_image, cpu_wheelhouse, tmp_path):
 
                     try:
                         with tarfile.open(fileobj=io.BytesIO(data)) as layer:
-                            blobs = [layer.extractfile(m).read() for m in layer.getmembers()
-                                     if m.isfile()]
+                            blobs = [
+                                layer.extractfile(m).read()
+                                for m in layer.getmembers()
+                                if m.isfile()
+                            ]
                     except tarfile.TarError:
                         pass
                 for blob in blobs:
@@ -120,14 +169,27 @@ def test_ca_cert_is_used_but_never_stored(cpu_image, cpu_wheelhouse, tmp_path):
         deps = docker("run", "--rm", image, "python", "-c", "import sympy, filelock")
         assert deps.returncode == 0, deps.stderr
     finally:
-        docker("rmi", "-f", image, "envkit-catest/ci-cpu:" + json.loads(out.stdout)[0]["tags"][1]
-               .rsplit(":", 1)[1])
+        docker(
+            "rmi",
+            "-f",
+            image,
+            "envkit-catest/ci-cpu:" + json.loads(out.stdout)[0]["tags"][1].rsplit(":", 1)[1],
+        )
 
 
 def test_failing_build_shows_step_and_log_and_exits_1(base_image, cpu_wheelhouse, tmp_path):
-    out = run_envkit("--matrix", str(CI_MATRIX), "build", "ci-badpin", "--wheelhouse",
-                     str(cpu_wheelhouse), "--ca-cert", str(host_ca_bundle()), "--log-dir",
-                     str(tmp_path))
+    out = run_envkit(
+        "--matrix",
+        str(CI_MATRIX),
+        "build",
+        "ci-badpin",
+        "--wheelhouse",
+        str(cpu_wheelhouse),
+        "--ca-cert",
+        str(host_ca_bundle()),
+        "--log-dir",
+        str(tmp_path),
+    )
     assert out.returncode == 1
     assert "failed at [3/" in out.stderr and "pip install" in out.stderr
     assert "numpy==0.0.1" in out.stderr  # the failing step's own output is shown
@@ -142,10 +204,29 @@ def _envkit_containers() -> list[str]:
 def test_ctrl_c_mid_build_leaves_nothing_behind(base_image, cpu_wheelhouse, tmp_path):
     before_tmp = set(Path("/tmp").glob("envkit-build-*"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "envkit", "--matrix", str(CI_MATRIX), "build", "ci-cpu",
-         "--wheelhouse", str(cpu_wheelhouse), "--ca-cert", str(host_ca_bundle()), "--force",
-         "--no-cache", "--tag", "envkit-sigint", "--log-dir", str(tmp_path)],
-        stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        [
+            sys.executable,
+            "-m",
+            "envkit",
+            "--matrix",
+            str(CI_MATRIX),
+            "build",
+            "ci-cpu",
+            "--wheelhouse",
+            str(cpu_wheelhouse),
+            "--ca-cert",
+            str(host_ca_bundle()),
+            "--force",
+            "--no-cache",
+            "--tag",
+            "envkit-sigint",
+            "--log-dir",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     seen = []
     for line in proc.stderr:
         seen.append(line)
@@ -160,8 +241,10 @@ def test_ctrl_c_mid_build_leaves_nothing_behind(base_image, cpu_wheelhouse, tmp_
     assert set(Path("/tmp").glob("envkit-build-*")) == before_tmp
     # the build client is gone and BuildKit cancelled the step: no pip left running
     for _ in range(20):
-        if subprocess.run(["pgrep", "-f", "pip install --no-deps"],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(["pgrep", "-f", "pip install --no-deps"], capture_output=True).returncode
+            != 0
+        ):
             break
         time.sleep(1)
     else:

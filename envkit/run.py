@@ -1,0 +1,90 @@
+"""envkit run / shell: a user's command in an entry's image, with the project mounted."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from . import engine
+from .errors import BadInput
+
+_GPUS = re.compile(r"^(auto|all|none|\d+(,\d+)*)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def resolve_gpus(wanted: str) -> tuple[str | None, str | None]:
+    """Turn --gpus into what to request, plus a note when 'auto' found no GPU runtime."""
+    if not _GPUS.match(wanted):
+        raise BadInput(
+            f"--gpus {wanted!r} is not all, none, auto or a list of indices",
+            "e.g. --gpus all, --gpus none, --gpus 0,1",
+        )
+    if wanted != "auto":
+        return (None if wanted == "none" else wanted), None
+    if engine.gpu_runtime_available():
+        return "all", None
+    return None, (
+        "no GPU runtime in this Docker engine: running without GPUs "
+        "(envkit doctor explains how to add one)"
+    )
+
+
+def env_items(items: tuple[str, ...]) -> tuple[str, ...]:
+    """`-e NAME=VALUE` as given, `-e NAME` passed through from this environment."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not _ENV_NAME.match(name):
+            raise BadInput(f"-e {item!r} is not NAME or NAME=VALUE", "e.g. -e WANDB_MODE=offline")
+        if not sep:
+            if name not in os.environ:
+                raise BadInput(
+                    f"-e {name}: not set in this environment",
+                    f"export {name} first or give -e {name}=VALUE",
+                )
+            value = os.environ[name]
+        out.append(f"{name}={value}")
+    return tuple(out)
+
+
+def default_user() -> str:
+    """The invoking user's uid:gid, so files written to the mount belong to them."""
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def spec_for(
+    image: str,
+    entry: str,
+    command: tuple[str, ...],
+    *,
+    workdir: Path,
+    gpus: str = "auto",
+    user: str | None = None,
+    shm_size: str = "8g",
+    ipc_host: bool = False,
+    env: tuple[str, ...] = (),
+    interactive: bool = False,
+    tty: bool = False,
+) -> tuple[engine.RunSpec, str | None]:
+    """The RunSpec for a run, and a note for the user (or None)."""
+    if not workdir.is_dir():
+        raise BadInput(f"{workdir} is not a folder", "run from your project folder")
+    if user is not None and not re.match(r"^\d+(:\d+)?$", user):
+        raise BadInput(f"--user {user!r} is not UID or UID:GID", "e.g. --user 1000:1000")
+    engine.require_built(image, entry)
+    requested, note = resolve_gpus(gpus)
+    spec = engine.RunSpec(
+        image=image,
+        command=command,
+        entry=entry,
+        workdir=workdir,
+        gpus=requested,
+        user=user or default_user(),
+        shm_size=shm_size,
+        ipc_host=ipc_host,
+        env=env_items(env),
+        interactive=interactive,
+        tty=tty,
+    )
+    return spec, note

@@ -1,0 +1,129 @@
+"""envkit run against the real engine: mount ownership, exit codes, shared memory, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import CI_MATRIX, DOCKER, run_envkit
+
+pytestmark = pytest.mark.docker
+
+DATALOADER = """
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+class Big(Dataset):
+    def __len__(self):
+        return 64
+    def __getitem__(self, i):
+        return torch.full((3, 512, 512), float(i))   # 3 MiB a sample, 48 MiB a batch
+
+total = 0.0
+for batch in DataLoader(Big(), batch_size=16, num_workers=2):
+    total += float(batch[:, 0, 0, 0].sum())
+print('dataloader ok', total)
+"""
+
+
+def envkit_run(*args, cwd, **kwargs):
+    return run_envkit("--matrix", str(CI_MATRIX), "run", *args, cwd=cwd, **kwargs)
+
+
+def test_file_written_to_mount_belongs_to_the_invoking_user(cpu_image, tmp_path):
+    out = envkit_run(
+        "ci-cpu", "--", "python", "-c", "open('made.txt', 'w').write('hi')", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    made = tmp_path / "made.txt"
+    assert made.read_text() == "hi"
+    assert (made.stat().st_uid, made.stat().st_gid) == (os.getuid(), os.getgid())
+
+
+def test_user_option_maps_ownership(cpu_image, tmp_path):
+    tmp_path.chmod(0o777)
+    out = envkit_run(
+        "ci-cpu",
+        "--user",
+        "4321:4321",
+        "--",
+        "sh",
+        "-c",
+        "echo $HOME > home.txt && touch other.txt",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    other = tmp_path / "other.txt"
+    assert (other.stat().st_uid, other.stat().st_gid) == (4321, 4321)
+    assert (tmp_path / "home.txt").read_text().strip() == "/tmp"  # a writable HOME
+
+
+def test_exit_code_is_the_commands(cpu_image, tmp_path):
+    out = envkit_run("ci-cpu", "--", "python", "-c", "import sys; sys.exit(7)", cwd=tmp_path)
+    assert out.returncode == 7
+
+
+def test_dataloader_with_two_workers_runs_with_default_shm(cpu_image, tmp_path):
+    (tmp_path / "load.py").write_text(DATALOADER)
+    out = envkit_run("ci-cpu", "--", "python", "load.py", cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "dataloader ok 2016.0" in out.stdout
+
+
+def test_dockers_default_shm_is_what_breaks_it(cpu_image, tmp_path):
+    (tmp_path / "load.py").write_text(DATALOADER)
+    out = envkit_run(
+        "ci-cpu", "--shm-size", "64m", "--", "python", "load.py", cwd=tmp_path, timeout=300
+    )
+    assert out.returncode != 0
+    assert "shared memory" in out.stderr or "Bus error" in out.stderr, out.stderr[-2000:]
+
+
+def _envkit_containers() -> list[str]:
+    return subprocess.run(
+        [DOCKER, "ps", "-aq", "--filter", "label=io.envkit"], capture_output=True, text=True
+    ).stdout.split()
+
+
+def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
+    assert _envkit_containers() == []
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "envkit",
+            "--matrix",
+            str(CI_MATRIX),
+            "run",
+            "ci-cpu",
+            "--",
+            "python",
+            "-c",
+            "import time; time.sleep(120)",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(60):
+        if _envkit_containers():
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the container never appeared")
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert _envkit_containers() == []
+
+
+def test_bad_gpus_value_is_bad_usage(tmp_path):
+    out = envkit_run("ci-cpu", "--gpus", "everything", "--", "true", cwd=tmp_path)
+    assert out.returncode == 2 and "--gpus" in out.stderr

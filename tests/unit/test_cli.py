@@ -1,0 +1,109 @@
+"""The CLI as a user runs it: list, show, matrix, dockerfile, version, help, speed of start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from envkit import __version__
+from envkit.cli import main
+
+REQUIRED = {
+    "name",
+    "aliases",
+    "torch",
+    "torchvision",
+    "cuda",
+    "cudnn",
+    "python",
+    "flavour",
+    "base_image",
+}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_help_documents_exit_codes_and_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for word in ("list", "build", "check", "dockerfile", "matrix", "show", "Exit codes"):
+        assert word in result.output
+
+
+def test_list_json_has_required_fields():
+    result = invoke("list", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert rows and all(REQUIRED <= set(row) for row in rows)
+
+
+def test_list_filters():
+    rows = json.loads(invoke("list", "--json", "--torch", ">=1.4,<1.6").output)
+    assert rows and {r["torch"][:3] for r in rows} <= {"1.4", "1.5"}
+    rows = json.loads(invoke("list", "--json", "--cuda", "10").output)
+    assert rows and all(r["cuda"].startswith("10.") for r in rows)
+    table = invoke("list", "--cuda", "cpu")
+    assert table.exit_code == 0 and "NAME" in table.output and "cpu" in table.output
+
+
+def test_bad_filter_is_exit_2():
+    result = invoke("list", "--torch", ">>1")
+    assert result.exit_code == 2 and "not a version specifier" in result.output
+
+
+def test_user_quoted_rows_exist_and_are_right():
+    expect = {
+        "torch1.1-cuda9": ("1.1.0", "0.3.0", "9.0"),
+        "torch1.2-cuda10": ("1.2.0", "0.4.0", "10.0"),
+        "torch1.3-cuda10": ("1.3.1", "0.4.2", "10.1"),
+        "torch1.4-cuda10": ("1.4.0", "0.5.0", "10.1"),
+    }
+    for name, (torch, vision, cuda) in expect.items():
+        data = json.loads(invoke("show", name, "--json").output)
+        assert (data["torch"], data["torchvision"], data["cuda"]) == (torch, vision, cuda), name
+    alias = json.loads(invoke("show", "torch1.4.0-cu101", "--json").output)
+    assert alias["name"] == "torch1.4-cuda10" and alias["cudnn"].startswith("7.")
+
+
+def test_show_unknown_suggests():
+    result = invoke("show", "torch1.4-cuda01")
+    assert result.exit_code == 2 and "did you mean" in result.output
+
+
+def test_matrix_github_is_strategy_json():
+    result = invoke("matrix", "--format", "github", "--cuda", "cpu")
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["include"]
+    assert all(row["cuda"] == "cpu" and row["name"] for row in data["include"])
+
+
+def test_dockerfile_prints_the_rendering():
+    result = invoke("dockerfile", "torch1.4-cuda10")
+    assert result.exit_code == 0
+    assert "ARG BASE_IMAGE=python:3." in result.output and "torch==1.4.0" in result.output
+
+
+def test_shipped_matrix_is_clean():
+    result = invoke("check")
+    assert result.exit_code == 0, result.output
+
+
+def test_start_does_not_import_torch_or_docker():
+    code = (
+        "import sys; from click.testing import CliRunner; from envkit.cli import main; "
+        "r = CliRunner().invoke(main, ['list']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('torch', 'docker') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

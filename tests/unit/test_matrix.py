@@ -1,0 +1,126 @@
+"""Loading matrix files: schema problems reported as FILE:LINE with the right exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envkit import matrix
+from envkit.cli import main
+from envkit.errors import MatrixError, UnknownEntry
+
+BAD = Path(__file__).resolve().parent.parent / "data" / "bad"
+
+# file, exit code, line, fragment of the message
+CORPUS = [
+    (
+        "typo-key.yaml",
+        2,
+        5,
+        "unknown key 'torchvison' in entry 'torch1.4-cuda10' — did you mean 'torchvision'?",
+    ),
+    ("wrong-type.yaml", 2, 9, "'pins' must be a list of strings"),
+    ("bad-version.yaml", 2, 4, "torch '1.4.x' is not a version"),
+    ("missing-field.yaml", 2, 3, "entry 'torch1.4-cuda10' is missing 'cuda'"),
+    ("duplicate-name.yaml", 2, 9, "duplicate key 'torch1.4-cuda10' in entries (first at line 3)"),
+    (
+        "duplicate-alias.yaml",
+        2,
+        11,
+        "name 'torch1.4.0-cu101' of entry 'torch1.4-cuda9' is already used by 'torch1.4-cuda10'",
+    ),
+    ("yaml-syntax.yaml", 2, 6, "YAML syntax error"),
+    (
+        "bad-flavour.yaml",
+        2,
+        8,
+        "flavour 'runtme' is not one of runtime, devel — did you mean 'runtime'?",
+    ),
+    ("unquoted-python.yaml", 2, 5, "python '3.1O' is not a version like 3.8"),
+    ("top-level-typo.yaml", 2, 2, "unknown top-level key 'entires' — did you mean 'entries'?"),
+    ("empty.yaml", 2, 1, "the matrix file is empty"),
+    (
+        "rule-torchvision-pair.yaml",
+        1,
+        5,
+        "torchvision 0.6.0 does not pair with torch 1.4.0 — use torchvision 0.5.0",
+    ),
+    ("rule-cuda-variant.yaml", 1, 6, "torch 1.4.0 was never published for CUDA 11.0"),
+    ("rule-python.yaml", 1, 7, "torch 1.1.0 has no wheels for Python 3.9"),
+    ("rule-base-cuda.yaml", 1, 8, "carries CUDA 10.2, entry has CUDA 10.1"),
+    ("rule-base-python.yaml", 1, 8, "has Python 3.8, entry needs 3.7"),
+    ("rule-unreleased-torch.yaml", 1, 4, "torch 1.4.3 was never released"),
+    ("rule-index.yaml", 1, 3, "the cu92 wheel lives on PyTorch's index"),
+]
+
+
+@pytest.mark.parametrize("name,code,line,fragment", CORPUS, ids=[c[0] for c in CORPUS])
+def test_bad_matrix_file_gives_file_line_message_and_exit_code(name, code, line, fragment):
+    path = BAD / name
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == code, result.output
+    assert f"{path}:{line}: " in result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+
+
+def test_every_bad_file_is_in_the_corpus():
+    assert sorted(p.name for p in BAD.glob("*.yaml")) == sorted(c[0] for c in CORPUS)
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "x"], ["dockerfile", "x"], ["matrix"]])
+def test_every_matrix_reading_command_reports_bad_input_the_same_way(command):
+    path = BAD / "typo-key.yaml"
+    result = CliRunner().invoke(main, ["--matrix", str(path), *command])
+    assert result.exit_code == 2
+    assert f"{path}:5: unknown key 'torchvison'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_matrix_file_is_bad_input(tmp_path):
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "cannot read matrix file" in result.output
+
+
+def test_defaults_apply_and_version_text_is_kept():
+    loaded = matrix.parse(
+        'version: 1\ndefaults:\n  python: "3.10"\n  base_image: python:3.10-slim\n'
+        'entries:\n  a:\n    torch: "1.12.1"\n    cuda: null\n    aliases: [b]\n'
+    )
+    entry = loaded.get("B")
+    assert entry.name == "a" and entry.python == "3.10" and entry.cuda is None
+    assert entry.variant == "cpu" and entry.line == 6 and entry.line_of("torch") == 7
+
+
+def test_unknown_name_suggests_close_names():
+    loaded = matrix.load()
+    with pytest.raises(UnknownEntry) as info:
+        loaded.get("torch1.4-cuda1O")
+    assert "torch1.4-cuda10" in info.value.fix
+
+
+def test_all_problems_are_collected_not_just_the_first():
+    text = (
+        "version: 1\nentries:\n  a:\n    torch: 1.4\n    cuda: null\n    python: '3.7'\n"
+        "    base_image: x\n    colour: red\n  b:\n    torch: '1.4.0'\n"
+    )
+    with pytest.raises(MatrixError) as info:
+        matrix.parse(text, "m.yaml")
+    messages = [str(p) for p in info.value.problems]
+    assert any(m.startswith("m.yaml:8: unknown key 'colour'") for m in messages)
+    assert any(m.startswith("m.yaml:9: entry 'b' is missing 'cuda'") for m in messages)
+
+
+def test_select_filters():
+    loaded = matrix.load()
+    picked = matrix.select(loaded.entries, torch=">=1.4,<1.6")
+    assert picked and all(e.torch.startswith(("1.4.", "1.5.")) for e in picked)
+    cuda10 = matrix.select(loaded.entries, cuda="10")
+    assert cuda10 and all(e.cuda.startswith("10.") for e in cuda10)
+    assert all(e.cuda is None for e in matrix.select(loaded.entries, cuda="cpu"))
+    assert [e.cuda for e in matrix.select(loaded.entries, cuda="cu101")] == [
+        "10.1" for _ in matrix.select(loaded.entries, cuda="10.1")
+    ]
