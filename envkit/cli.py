@@ -417,6 +417,19 @@ Full logs: ~/.cache/envkit/logs (path printed). Keep containers for debugging: E
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write full build logs.",
 )
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Refuse the result unless its packages equal envkit.lock's (names the differences).",
+)
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="envkit.lock",
+    show_default=True,
+    help="Lock file for --locked.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
 @click.pass_context
 @handles_errors
@@ -442,6 +455,8 @@ def build(
     offline,
     ca_cert,
     log_dir,
+    locked,
+    lock_path,
     as_json,
 ):
     """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters]."""
@@ -474,7 +489,18 @@ def build(
     )
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:
-        results = builder.build_many(entries, options, jobs, progress.event, progress.done)
+        if locked:
+            from . import lock
+
+            if len(entries) != 1:
+                raise BadInput("--locked builds exactly one entry", "name the locked entry")
+            result = lock.build_locked(
+                entries[0], options, lock.read_lock(lock_path), progress.event
+            )
+            progress.done(result)
+            results = [result]
+        else:
+            results = builder.build_many(entries, options, jobs, progress.event, progress.done)
     finally:
         progress.close()
     for result in results:
@@ -720,3 +746,53 @@ def doctor(ctx, name, host_probe, tag_prefix, allow_cpu, as_json):
     )
     click.echo(report.to_json() if as_json else report.to_text())
     sys.exit(0 if report.ok else 1)
+
+
+@main.command("lock", epilog=EXIT_CODES)
+@click.argument("name")
+@build_options
+@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="envkit.lock",
+    show_default=True,
+    help="Where to write the lock.",
+)
+@click.pass_context
+@handles_errors
+def lock_cmd(
+    ctx,
+    name,
+    base_image,
+    index_url,
+    extra_index_url,
+    wheelhouse,
+    offline,
+    ca_cert,
+    tag_prefix,
+    out_path,
+):
+    """Write envkit.lock for NAME's built image: base image digest, image id, and the exact
+    Python packages inside. Pass the same build options you built with."""
+    from . import build as builder
+    from . import lock
+
+    entry = _matrix(ctx).get(name)
+    options = builder.BuildOptions(
+        base_image=base_image,
+        index_url=index_url,
+        extra_index_url=extra_index_url,
+        wheelhouse=wheelhouse,
+        offline=offline,
+        ca_cert=ca_cert,
+        tag_prefix=tag_prefix,
+    )
+    made = lock.make_lock(entry, options)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(made.to_json(), encoding="utf-8")
+    tmp.replace(out_path)  # never a half-written lock
+    click.echo(
+        f"{out_path}: {entry.name}, {len(made.packages)} packages, image {made.image_id[:19]}"
+    )

@@ -455,6 +455,31 @@ def run_program(
     return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
 
 
+def run_command(
+    image: str, command: list[str], *, entry: str = "adhoc", timeout: float = 300
+) -> ProgramResult:
+    """Run a command in a throw-away container of `image`, collecting its output."""
+    with container(image, command, entry=entry, environment={"HOME": "/tmp"}) as made:
+        try:
+            status = made.wait(timeout=timeout)
+        except Exception as exc:  # requests raises its own timeout types
+            raise EnvkitError(
+                f"{' '.join(command)} did not finish within {timeout:.0f}s: {exc}",
+                f"check the image by hand with {KEEP_ENV}=1",
+            ) from None
+        stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+    return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
+
+
+def remove_image(ref: str) -> None:
+    """Remove one tag (and the image when it was the last tag); missing is fine."""
+    import docker
+
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client().images.remove(ref)
+
+
 def leftover_containers() -> list:
     """Every container carrying envkit's label, running or not."""
     return client().containers.list(all=True, filters={"label": LABEL})
