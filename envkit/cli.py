@@ -796,3 +796,120 @@ def lock_cmd(
     click.echo(
         f"{out_path}: {entry.name}, {len(made.packages)} packages, image {made.image_id[:19]}"
     )
+
+
+# ------------------------------------------------------------------ projects and CI matrices
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument(
+    "folder", default=".", type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
+@click.option(
+    "--cuda",
+    metavar="VER",
+    help="Choose a CUDA entry ('11.8', '11', 'cu118') or 'cpu', whatever the host has.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing envkit.yaml.")
+@click.option("--dry-run", is_flag=True, help="Explain the choice; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the choice as JSON.")
+@click.pass_context
+@handles_errors
+def init(ctx, folder, cuda, force, dry_run, as_json):
+    """Choose the newest entry that fits the project's torch pins and this host's GPU, and
+    write it to envkit.yaml.
+
+    Pins are read from requirements*.txt, pyproject.toml, setup.py (never run), setup.cfg and
+    environment.yml; the GPU and driver from nvidia-smi.
+    """
+    from . import init as chooser
+
+    choice = chooser.init_project(folder, _matrix(ctx), chooser.detect_host(), cuda=cuda)
+    path = None if dry_run else chooser.write_choice(folder, choice, force=force)
+    if as_json:
+        _emit_json({**choice.to_dict(), "written": str(path) if path else None})
+        return
+    for line in choice.explanation:
+        click.echo(line, err=True)
+    if path:
+        click.secho(f"wrote {path}: entry {choice.entry.name}", fg="green", err=True)
+    click.echo(choice.entry.name)
+
+
+@main.command(
+    epilog=EXIT_CODES
+    + """
+
+\b
+Then: docker buildx bake -f FILE [TARGET...]   (targets are entry names with '.' as '_')"""
+)
+@click.argument("names", nargs=-1)
+@entry_filters
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default="docker-bake.json",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bake file to write.",
+)
+@click.option(
+    "--tag",
+    "tag_prefix",
+    default="envkit",
+    show_default=True,
+    metavar="PREFIX",
+    help="Repository prefix of the image tags.",
+)
+@click.option("--registry", metavar="HOST", help="Registry host to prefix tags with.")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--pull", is_flag=True, help="Always try to pull a newer base image.")
+@build_options
+@click.option("--json", "as_json", is_flag=True, help="Print the file and its targets as JSON.")
+@click.pass_context
+@handles_errors
+def bake(
+    ctx,
+    names,
+    torch_spec,
+    cuda,
+    python,
+    flavour,
+    output,
+    tag_prefix,
+    registry,
+    no_cache,
+    pull,
+    base_image,
+    index_url,
+    extra_index_url,
+    wheelhouse,
+    offline,
+    ca_cert,
+    as_json,
+):
+    """Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`."""
+    from . import bake as baker
+    from . import build as builder
+
+    _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
+    options = builder.BuildOptions(
+        base_image=base_image,
+        index_url=index_url,
+        extra_index_url=extra_index_url,
+        wheelhouse=wheelhouse,
+        offline=offline,
+        ca_cert=ca_cert,
+        tag_prefix=tag_prefix,
+        registry=registry,
+        no_cache=no_cache,
+        pull=pull,
+    )
+    path = baker.write_bake(entries, options, output)
+    targets = [baker.target_name(e) for e in entries]
+    if as_json:
+        _emit_json({"file": str(path), "targets": targets})
+        return
+    click.echo(f"wrote {path}: {len(targets)} targets", err=True)
+    click.echo(f"docker buildx bake -f {path}")

