@@ -6,12 +6,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__, dockerfile, engine
@@ -198,10 +199,34 @@ def build_entry(
     on_event: Callable[[str, engine.BuildEvent], None] | None = None,
 ) -> BuildResult:
     """Build one entry (or find it up to date) and return the outcome as a value."""
-    started = time.monotonic()
     text, args, digest = plan(entry, options)
-    repo = repository(entry.name, options)
-    result = BuildResult(entry.name, "failed", repo, digest)
+    return _build_or_reuse(
+        entry.name,
+        repository(entry.name, options),
+        digest,
+        text,
+        args,
+        labels(entry, digest),
+        options.wheelhouse,
+        options,
+        on_event,
+    )
+
+
+def _build_or_reuse(
+    name: str,
+    repo: str,
+    digest: str,
+    text: str,
+    args: dict[str, str],
+    image_labels: dict[str, str],
+    context_dir: Path | None,
+    options: BuildOptions,
+    on_event: Callable[[str, engine.BuildEvent], None] | None,
+) -> BuildResult:
+    """The content-tag check, then a BuildKit build of `text` when the tag is missing."""
+    started = time.monotonic()
+    result = BuildResult(name, "failed", repo, digest)
     existing = engine.image_id(f"{repo}:{digest}")
     if existing and not options.force:
         if engine.image_id(f"{repo}:latest") != existing:
@@ -211,7 +236,9 @@ def build_entry(
         return result
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    log_path = log_dir(options) / f"{entry.name}-{stamp}-{os.getpid()}.log"
+    log_path = (
+        log_dir(options) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}-{os.getpid()}.log"
+    )
     result.log_path = str(log_path)
     with tempfile.TemporaryDirectory(prefix="envkit-build-") as tmp:
         tmp_path = Path(tmp)
@@ -219,20 +246,20 @@ def build_entry(
         dockerfile_path.write_text(text, encoding="utf-8")
         context = tmp_path / "context"
         context.mkdir()
-        if options.wheelhouse:
-            context = options.wheelhouse.resolve()
+        if context_dir:
+            context = context_dir.resolve()
         secrets = {CA_SECRET: _ca_bundle(options.ca_cert, tmp_path)} if options.ca_cert else {}
         outcome = engine.build(
             context=context,
             dockerfile=dockerfile_path,
             tags=result.tags,
             build_args=args,
-            labels=labels(entry, digest),
+            labels=image_labels,
             log_path=log_path,
             secrets=secrets,
             no_cache=options.no_cache,
             pull=options.pull,
-            on_event=(lambda event: on_event(entry.name, event)) if on_event else None,
+            on_event=(lambda event: on_event(name, event)) if on_event else None,
         )
     result.seconds = time.monotonic() - started
     if outcome.interrupted:
@@ -240,7 +267,7 @@ def build_entry(
         raise KeyboardInterrupt
     if not outcome.ok:
         result.failing_step, result.tail = outcome.failing_step, outcome.tail
-        result.error = f"build of {entry.name} failed" + (
+        result.error = f"build of {name} failed" + (
             f" at {outcome.failing_step}" if outcome.failing_step else ""
         )
         result.fix = f"read the full log: {log_path}"
@@ -250,6 +277,51 @@ def build_entry(
         for tag in ("latest", digest):
             engine.push_image(repo, tag)
     return result
+
+
+def project_repository(project, options: BuildOptions) -> str:
+    """Image repository of a project: [registry/]prefix-project/<folder name>."""
+    folder = re.sub(r"[^a-z0-9_.-]+", "-", project.directory.resolve().name.lower()).strip("-.")
+    return repository(
+        folder or "project", replace(options, tag_prefix=f"{options.tag_prefix}-project")
+    )
+
+
+def build_project(
+    project,
+    entry: Entry,
+    options: BuildOptions,
+    on_event: Callable[[str, engine.BuildEvent], None] | None = None,
+) -> list[BuildResult]:
+    """Build the entry's image, then the project image on top of it (each cached)."""
+    from .project import render_project_dockerfile
+
+    base = build_entry(entry, options, on_event)
+    if not base.ok:
+        return [base]
+    text = render_project_dockerfile(project, f"{base.repository}:{base.content_tag}")
+    requirements = ""
+    if project.requirements_file:
+        requirements = (project.directory / project.requirements_file).read_text(
+            encoding="utf-8", errors="replace"
+        )
+    material = json.dumps(
+        {"dockerfile": text, "base": base.image_id, "requirements_file": requirements},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(material.encode()).hexdigest()[:12]
+    repo = project_repository(project, options)
+    project_labels = {
+        **labels(entry, base.content_tag),
+        "io.envkit.project": str(project.directory.resolve()),
+        "io.envkit.content-hash": digest,
+    }
+    # Only the project's options that make sense for it: no base override, no wheelhouse.
+    own = replace(options, base_image=None, wheelhouse=None, offline=False)
+    result = _build_or_reuse(
+        f"project {repo}", repo, digest, text, {}, project_labels, project.directory, own, on_event
+    )
+    return [base, result]
 
 
 def build_many(

@@ -463,13 +463,21 @@ def build(
     from . import build as builder
     from .errors import BadInput
 
+    from .project import PROJECT_FILE, load_project
+
     filtered = any([torch_spec, cuda, python, flavour])
+    project = None
     if not names and not all_entries and not filtered:
-        raise BadInput(
-            "name an entry to build, or pass --all / a filter",
-            "e.g. envkit build torch1.4-cuda10; see envkit list",
-        )
-    _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
+        project = load_project(Path.cwd())
+        if project is None:
+            raise BadInput(
+                f"name an entry to build, pass --all / a filter, or run in a folder with "
+                f"{PROJECT_FILE}",
+                "e.g. envkit build torch1.4-cuda10; see envkit list, or envkit init",
+            )
+        entries = [_matrix(ctx).get(project.entry)]
+    else:
+        _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
     if not entries:
         raise BadInput("no entry matches", "see envkit list")
     options = builder.BuildOptions(
@@ -499,6 +507,10 @@ def build(
             )
             progress.done(result)
             results = [result]
+        elif project is not None:
+            results = builder.build_project(project, entries[0], options, progress.event)
+            for result in results:
+                progress.done(result)
         else:
             results = builder.build_many(entries, options, jobs, progress.event, progress.done)
     finally:
@@ -599,6 +611,20 @@ def run_options(func):
 
 
 def _image_for(ctx, name: str, tag_prefix: str) -> tuple[str, str]:
+    """The image for NAME, or for the project in this folder when NAME is '.'."""
+    if name == ".":
+        from . import build as builder
+        from .errors import BadInput
+        from .project import PROJECT_FILE, load_project
+
+        project = load_project(Path.cwd())
+        if project is None:
+            raise BadInput(
+                f"no {PROJECT_FILE} in {Path.cwd()}",
+                "write one with `envkit init`, or name a matrix entry",
+            )
+        options = builder.BuildOptions(tag_prefix=tag_prefix)
+        return f"{builder.project_repository(project, options)}:latest", project.entry
     entry = _matrix(ctx).get(name)
     return f"{tag_prefix}/{entry.name}:latest", entry.name
 
@@ -651,7 +677,10 @@ when the command ends or on Ctrl-C.""",
 @click.pass_context
 @handles_errors
 def run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix):
-    """Run a command in an entry's image: envkit run NAME -- python train.py"""
+    """Run a command in an entry's image: envkit run NAME -- python train.py
+
+    NAME '.' means the project image built from ./envkit.yaml (`envkit build` in that folder).
+    """
     _run(
         ctx,
         name,

@@ -1,0 +1,55 @@
+"""Project images from envkit.yaml: built on the entry's image, cached, used by envkit run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CI_MATRIX, host_ca_bundle, run_envkit
+
+pytestmark = pytest.mark.docker
+
+
+def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, tmp_path):
+    project = tmp_path / "my-project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("tqdm==4.66.1\n")
+    (project / "envkit.yaml").write_text(
+        "entry: ci-cpu\nrequirements_file: requirements.txt\nenv: {PROJECT_FLAG: 'on'}\n"
+    )
+    source = ["--wheelhouse", str(cpu_wheelhouse), "--ca-cert", str(host_ca_bundle())]
+    first = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
+    assert first.returncode == 0, first.stderr
+    results = json.loads(first.stdout)
+    assert [r["status"] for r in results] == ["up-to-date", "built"]
+    assert results[1]["tags"][0] == "envkit-project/my-project:latest"
+
+    again = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
+    assert [r["status"] for r in json.loads(again.stdout)] == ["up-to-date", "up-to-date"]
+
+    ran = run_envkit(
+        "--matrix",
+        str(CI_MATRIX),
+        "run",
+        ".",
+        "--",
+        "python",
+        "-c",
+        "import os, tqdm, torch; print(tqdm.__version__, os.environ['PROJECT_FLAG'],"
+        " torch.__version__)",
+        cwd=project,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["4.66.1", "on", "2.13.0+cpu"]
+
+    # a changed requirement is a new project image; the entry's image is untouched
+    (project / "requirements.txt").write_text("tqdm==4.66.2\n")
+    changed = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
+    statuses = [r["status"] for r in json.loads(changed.stdout)]
+    assert statuses == ["up-to-date", "built"]
+
+
+def test_build_without_name_or_project_is_bad_usage(tmp_path):
+    out = run_envkit("build", cwd=tmp_path)
+    assert out.returncode == 2 and "envkit.yaml" in out.stderr
