@@ -745,6 +745,13 @@ Exit codes:
     help="Repository prefix the image was built with.",
 )
 @click.option(
+    "--static",
+    "static_only",
+    is_flag=True,
+    help="Only the checks that run nothing: this host's driver and GPUs against NAME's CUDA "
+    "and GPU architectures.",
+)
+@click.option(
     "--allow-cpu",
     is_flag=True,
     help="A CPU-only result is acceptable: report missing GPUs as warnings.",
@@ -757,7 +764,7 @@ Exit codes:
 )
 @click.pass_context
 @handles_errors
-def doctor(ctx, name, host_probe, tag_prefix, allow_cpu, as_json):
+def doctor(ctx, name, host_probe, tag_prefix, static_only, allow_cpu, as_json):
     """Check that this host (and NAME's image) can really use the GPU, with a fix for each
     problem: engine, GPU runtime, driver, GPUs, /dev/shm; for NAME also the driver's CUDA,
     the build's GPU architectures, and a probe run inside the image (real kernels on every
@@ -772,6 +779,7 @@ def doctor(ctx, name, host_probe, tag_prefix, allow_cpu, as_json):
         all_entries=loaded.entries if loaded else (),
         image=f"{tag_prefix}/{entry.name}:latest" if entry else None,
         allow_cpu=allow_cpu,
+        static_only=static_only,
     )
     click.echo(report.to_json() if as_json else report.to_text())
     sys.exit(0 if report.ok else 1)

@@ -313,7 +313,7 @@ def _human(nbytes: int) -> str:
 
 def _engine_check(engine_info: dict | Exception | None) -> Check:
     if engine_info is None:
-        return Check("engine", "skip", "Docker not used: the probe runs on this host's Python")
+        return Check("engine", "skip", "Docker not used (--host or --static)")
     if isinstance(engine_info, Exception):
         message = getattr(engine_info, "message", None) or str(engine_info)
         explained = explain_error(message)
@@ -349,7 +349,7 @@ def _runtime_check(
     toolkit: Sequence[str],
 ) -> Check:
     if engine_info is None:
-        return Check("gpu-runtime", "skip", "Docker not used: the probe runs on this host's Python")
+        return Check("gpu-runtime", "skip", "Docker not used (--host or --static)")
     if not isinstance(engine_info, dict):
         return Check("gpu-runtime", "skip", "no Docker engine to check (see engine)")
     if _is_desktop_vm(engine_info):
@@ -697,9 +697,25 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
                 + f"; the others are covered by {label}",
                 "upgrade the driver so nvidia-smi reports compute_cap",
             )
+        elif jit_only := [
+            g
+            for g in gpus
+            if not facts.kernel_supports([a for a in arches if a.startswith("sm_")], g.capability)
+        ]:
+            caps = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in jit_only}))
+            ptx = " ".join(a for a in arches if a.startswith("compute_"))
+            arch_check = Check(
+                "arch",
+                "warn",
+                f"{label} has no native kernels for {caps}: only its PTX ({ptx}) covers them, "
+                "which the driver JIT-compiles at first use (slow start-up); libraries bundled "
+                "without PTX for this GPU (older cuDNN) can still fail with 'no kernel image is "
+                "available for execution on the device'",
+                f"prefer an entry whose arch list has {caps}",
+            )
         else:
             caps = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in gpus}))
-            arch_check = Check("arch", "pass", f"{label} has kernels for {caps}")
+            arch_check = Check("arch", "pass", f"{label} has native kernels for {caps}")
 
     checks = [driver_check, arch_check]
     if any(c.status == "fail" for c in checks):
@@ -821,8 +837,10 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
 
 
 def _cpu_entry_fix(entry) -> str:
-    return (f"for GPU work use a CUDA entry of torch {entry.torch} (envkit list --torch "
-            f"{entry.torch}); if CPU is what you want, pass --allow-cpu")
+    return (
+        f"for GPU work use a CUDA entry of torch {entry.torch} (envkit list --torch "
+        f"{entry.torch}); if CPU is what you want, pass --allow-cpu"
+    )
 
 
 def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
@@ -843,8 +861,12 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
     text = cuda.get("detail") or cuda.get("init_error") or "torch.cuda.is_available() is False"
     if reason == "cpu_only_build":
         if entry is not None and entry.cuda is None:
-            return Check("cuda", "fail", f"no GPU: {entry.name} is a CPU-only entry: {text}",
-                         _cpu_entry_fix(entry))
+            return Check(
+                "cuda",
+                "fail",
+                f"no GPU: {entry.name} is a CPU-only entry: {text}",
+                _cpu_entry_fix(entry),
+            )
         if entry is None and not nvidia.get("gpu_nodes"):
             return Check("cuda", "skip", f"no GPU here and {text}")
         return Check(
@@ -856,8 +878,9 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
             "https://download.pytorch.org/whl/cu<XY> torch)",
         )
     if entry is not None and entry.cuda is None:
-        return Check("cuda", "fail", f"no GPU: {entry.name} is a CPU-only entry",
-                     _cpu_entry_fix(entry))
+        return Check(
+            "cuda", "fail", f"no GPU: {entry.name} is a CPU-only entry", _cpu_entry_fix(entry)
+        )
     if reason == "no_device_nodes":
         if no_gpu is not None:
             return Check("cuda", "fail", f"CUDA unavailable: {no_gpu[0]}", no_gpu[1])
@@ -1223,6 +1246,7 @@ def run_doctor(
     shm_size: str | None = "8g",
     timeout: float = 600,
     allow_cpu: bool = False,
+    static_only: bool = False,
 ) -> DoctorReport:
     """Host checks, then (for an entry) static checks and the probe in its image or on the host.
 
@@ -1231,12 +1255,12 @@ def run_doctor(
     what `envkit run` gives containers, so the probe sees the /dev/shm users will get.
     """
     all_entries = list(all_entries)
-    if engine is None and not host_probe:
+    if engine is None and not host_probe and not static_only:
         from . import engine as engine_module
 
         engine = engine_module
     info: dict | Exception | None = None
-    if not host_probe:
+    if not host_probe and not static_only:
         try:
             info = engine.engine_info()
         except EnvkitError as exc:
@@ -1265,7 +1289,9 @@ def run_doctor(
         if any(c.status == "fail" for c in static):
             report.suggestions = [e.name for e in suggest_entries(entry, gpus, driver, all_entries)]
 
-    if host_probe:
+    if static_only:
+        pass  # host facts and the entry's static checks are the whole report
+    elif host_probe:
         probe, failed = _probe_on_host(python or sys.executable, timeout)
         if probe is not None:
             probe["in_container"] = False

@@ -932,3 +932,42 @@ def test_doctor_module_does_not_import_torch():
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_cli_static_check_on_an_h100_predicts_no_kernel_image_and_suggests(tmp_path, monkeypatch):
+    # nvidia-smi's documented CSV for one H100 (no GPU machine is available to record one).
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, f"printf '{H100}'\n"))
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+
+    result = CliRunner().invoke(main, ["doctor", "torch1.13-cuda11", "--static", "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["arch"]["status"] == "fail"
+    assert "no kernel image is available" in checks["arch"]["detail"]
+    assert "sm_90" in checks["arch"]["detail"] or "9.0" in checks["arch"]["detail"]
+    assert checks["driver-for-cuda"]["status"] == "pass"  # 550 is new enough for CUDA 11.7
+    from envkit import facts, matrix
+
+    assert report["suggestions"], "entries that work on this host are named"
+    for name in report["suggestions"]:
+        entry = matrix.load().get(name)
+        assert entry.cuda is None or facts.kernel_supports(
+            facts.arch_list(entry.torch, entry.cuda), "9.0"
+        )
+
+
+def test_cli_static_check_warns_when_only_ptx_covers_the_gpu(tmp_path, monkeypatch):
+    # torch 1.4.0+cu101 ships sm_37..sm_75 and compute_37 PTX: on sm_90 only the JIT can help.
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, f"printf '{H100}'\n"))
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+
+    result = CliRunner().invoke(main, ["doctor", "torch1.4-cuda10", "--static", "--json"])
+    checks = {c["id"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["arch"]["status"] == "warn"
+    assert "compute_37" in checks["arch"]["detail"] and "JIT" in checks["arch"]["detail"]
+    assert result.exit_code == 0
