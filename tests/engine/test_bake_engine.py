@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -25,7 +27,12 @@ def buildx():
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    return DOCKER
+    # buildx (0.13) writes each dockerfile-inline to a /tmp/dockerfileNNN folder and leaves it;
+    # remove the ones these tests caused.
+    before = set(glob.glob("/tmp/dockerfile*"))
+    yield DOCKER
+    for leftover in set(glob.glob("/tmp/dockerfile*")) - before:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def test_bake_reads_back_the_rendered_dockerfile(buildx, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import CI_MATRIX, DOCKER, host_ca_bundle, run_envkit
 
 pytestmark = pytest.mark.docker

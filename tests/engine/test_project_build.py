@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import uuid
 
 import pytest
-
-from conftest import CI_MATRIX, host_ca_bundle, run_envkit
+from conftest import CI_MATRIX, DOCKER, host_ca_bundle, run_envkit
 
 pytestmark = pytest.mark.docker
 
 
 def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, tmp_path):
-    project = tmp_path / "my-project"
+    # A fresh folder name each run: the project image's repository is named after it.
+    name = f"proj-{uuid.uuid4().hex[:8]}"
+    project = tmp_path / name
     project.mkdir()
     (project / "requirements.txt").write_text("tqdm==4.66.1\n")
     (project / "envkit.yaml").write_text(
@@ -23,7 +26,7 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     assert first.returncode == 0, first.stderr
     results = json.loads(first.stdout)
     assert [r["status"] for r in results] == ["up-to-date", "built"]
-    assert results[1]["tags"][0] == "envkit-project/my-project:latest"
+    assert results[1]["tags"][0] == f"envkit-project/{name}:latest"
 
     again = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     assert [r["status"] for r in json.loads(again.stdout)] == ["up-to-date", "up-to-date"]
@@ -47,7 +50,12 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     (project / "requirements.txt").write_text("tqdm==4.66.2\n")
     changed = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     statuses = [r["status"] for r in json.loads(changed.stdout)]
-    assert statuses == ["up-to-date", "built"]
+    try:
+        assert statuses == ["up-to-date", "built"]
+    finally:
+        for result in json.loads(first.stdout)[1:] + json.loads(changed.stdout)[1:]:
+            for tag in result["tags"]:
+                subprocess.run([DOCKER, "rmi", tag], capture_output=True)
 
 
 def test_build_without_name_or_project_is_bad_usage(tmp_path):

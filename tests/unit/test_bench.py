@@ -1,0 +1,433 @@
+"""The bench program (envkit/bench.py), run for real with the host's CPU torch.
+
+The quick run is executed once per test session (about 40 s on 2 cores) and its JSON shared with
+test_report.py through a file in pytest's session temp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envkit import bench
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "envkit" / "bench.py"
+REFERENCE = REPO / "scripts" / "reference_train.py"
+
+ENV_FIELDS = {
+    "torch",
+    "torchvision",
+    "cuda",
+    "cudnn",
+    "python",
+    "gpu",
+    "driver",
+    "capability",
+    "arch_list",
+    "cpu_count",
+    "device",
+}
+ROW_FIELDS = {
+    "model",
+    "precision",
+    "channels_last",
+    "batch",
+    "images_per_s",
+    "ms_per_step",
+    "spread",
+    "noisy",
+    "peak_mem_mb",
+    "tflops",
+    "mfu",
+    "oom",
+}
+FEATURES = {
+    "autocast",
+    "bf16",
+    "fp16_grad_scaler",
+    "channels_last",
+    "tf32",
+    "cudnn_benchmark",
+    "cuda_graphs",
+    "compile",
+}
+
+
+def run_bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def quick_report(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess | None, Path]:
+    """The --quick CPU report, computed once per session (shared with test_report.py)."""
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.getbasetemp() / "bench-quick"
+    out = folder / "report.json"
+    if out.exists():
+        return json.loads(out.read_text()), None, out
+    folder.mkdir(exist_ok=True)
+    proc = run_bench("--quick", "--device", "cpu", "--out", str(folder / "partial.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder / "partial.json").rename(out)
+    (folder / "stdout.txt").write_text(proc.stdout)
+    return json.loads(out.read_text()), proc, out
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory):
+    return quick_report(tmp_path_factory)
+
+
+# --- the program as a whole ------------------------------------------------------------------
+
+
+def test_importable_without_torch():
+    # The host CLI imports bench.py for its helpers and path; torch may not be installed there.
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "import envkit.bench as b; assert b.peak_tflops('NVIDIA H100 PCIe', 'bf16') == 756; "
+        "print(b.SCHEMA)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+
+
+def test_source_parses_as_python_36():
+    # The file runs in images with Python 3.6: no walrus, no positional-only parameters, no
+    # f-string '=' (the ast check), and none of the 3.7+ library spellings it could slip into.
+    import ast
+
+    text = BENCH.read_text()
+    ast.parse(text, feature_version=(3, 6))
+    for banned in ("from __future__ import annotations", "dataclasses", "nullcontext()"):
+        assert banned not in text, banned
+    assert "capture_output=" not in text and "text=True" not in text  # both need 3.7
+    python36 = shutil.which("python3.6")
+    if python36:
+        # A pyenv shim may exist without the version being active: only use a working one.
+        probe = subprocess.run([python36, "-c", "print(1)"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            proc = subprocess.run([python36, str(BENCH), "--help"], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.torch
+def test_quick_report_has_documented_fields(quick):
+    doc, proc, out = quick
+    if proc is not None:
+        # stdout carries exactly one JSON document, identical to the --out file
+        assert json.loads(proc.stdout) == doc
+    assert doc["schema"] == 1
+    assert doc["status"] == "ok"
+    assert doc["failed_checks"] == []
+    assert ENV_FIELDS <= set(doc["env"])
+    assert doc["env"]["device"] == "cpu"
+    assert doc["env"]["gpu"] is None and doc["env"]["cuda"] is None
+    assert set(doc["features"]) == FEATURES
+    assert all(isinstance(v, bool) for v in doc["features"].values())
+
+    conv = doc["convergence"]
+    for key in ("accuracy", "epochs", "seconds", "losses", "threshold", "passed", "gpu_cpu_step"):
+        assert key in conv
+    assert conv["threshold"] == 0.95
+    assert conv["accuracy"] >= 0.95 and conv["passed"] is True
+    assert len(conv["losses"]) == conv["epochs"]
+    assert conv["losses"][-1] < conv["losses"][0] / 10
+    assert conv["gpu_cpu_step"] is None  # no GPU here
+
+    assert doc["throughput"], "quick mode still measures at least one row"
+    for row in doc["throughput"]:
+        assert ROW_FIELDS <= set(row)
+        assert row["model"] == "resnet18_cifar"
+        assert row["oom"] is False
+        assert row["images_per_s"] > 0 and row["ms_per_step"] > 0
+        assert row["ms_per_step"] == pytest.approx(1000 * row["batch"] / row["images_per_s"], 1e-2)
+        assert row["peak_mem_mb"] is None  # CPU: no allocator statistics, said in notes
+        assert row["mfu"] is None  # no known peak for a CPU
+        assert row["noisy"] == (row["spread"] > 0.1)
+        # TFLOP/s follow from counted FLOPs, not from a constant
+        flops = doc["throughput_config"]["flops_per_image_train"]
+        assert row["tflops"] == pytest.approx(row["images_per_s"] * flops / 1e12, rel=1e-2)
+    assert {r["precision"] for r in doc["throughput"]} >= {"fp32"}
+    assert any("peak_mem_mb is null on CPU" in n for n in doc["notes"])
+    # the CI-sized run must stay under two minutes on a 2-core CPU
+    assert doc["seconds_total"] < 120
+
+
+@pytest.mark.torch
+def test_zero_learning_rate_fails_the_accuracy_gate():
+    pytest.importorskip("torch")
+    proc = run_bench("--quick", "--device", "cpu", "--parts", "convergence", "--lr", "0")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "failed"
+    assert "convergence.accuracy" in doc["failed_checks"]
+    assert doc["convergence"]["passed"] is False
+    assert doc["convergence"]["accuracy"] < 0.5
+    assert doc["throughput"] == []
+
+
+@pytest.mark.torch
+def test_demanding_cuda_without_gpu_exits_3():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = run_bench("--device", "cuda", "--parts", "convergence")
+    assert proc.returncode == 3
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "no_gpu"
+    assert doc["env"]["torch"]
+
+
+def test_missing_data_is_a_named_failure(tmp_path):
+    pytest.importorskip("torch")
+    proc = run_bench("--parts", "convergence", "--data", str(tmp_path / "absent.csv.gz"))
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "failed" and doc["failed_checks"] == ["crash"]
+    assert "absent.csv.gz" in doc["error"] or "No such file" in doc["error"]
+
+
+def test_bad_options_are_usage_errors():
+    proc = run_bench("--parts", "speed")
+    assert proc.returncode == 2
+    assert "unknown part" in proc.stderr
+
+
+# --- out-of-memory handling ------------------------------------------------------------------
+
+TINY_TIMING = {"warmup": 1, "windows": 2, "window_s": 0.0, "min_steps": 1, "max_steps": 1}
+
+
+@pytest.mark.torch
+def test_out_of_memory_becomes_a_row_and_stops_that_precision(monkeypatch):
+    # A real CUDA OOM needs a GPU; this machine has none, and a CPU allocation failure takes the
+    # whole process down instead of raising. So the one function that runs a training step is
+    # replaced by one that raises exactly what PyTorch raises on a CUDA OOM for batches above 2;
+    # everything around it (the sweep, the catch, the clean-up, the report) is the real code.
+    torch = pytest.importorskip("torch")
+    real_step = bench.train_step
+
+    def step_that_ooms(state, x, y):
+        if x.size(0) > 2:
+            raise RuntimeError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total "
+                "capacity; 77.50 GiB already allocated)"
+            )
+        return real_step(state, x, y)
+
+    monkeypatch.setattr(bench, "train_step", step_that_ooms)
+    plan = [("fp32", False), ("fp32", True)]
+    rows, max_batch, macs = bench.run_throughput(torch, "cpu", [2, 4, 8], plan, TINY_TIMING, {})
+    assert [(r["channels_last"], r["batch"], r["oom"]) for r in rows] == [
+        (False, 2, False),
+        (False, 4, True),  # reported, not raised; batch 8 is not attempted
+        (True, 2, False),  # the next configuration still runs
+        (True, 4, True),
+    ]
+    oom = rows[1]
+    assert oom["images_per_s"] is None and "out of memory" in oom["error"]
+    assert rows[0]["images_per_s"] > 0
+    assert max_batch == {"fp32": 2}
+
+
+@pytest.mark.torch
+def test_other_runtime_errors_are_not_swallowed(monkeypatch):
+    torch = pytest.importorskip("torch")
+
+    def broken_step(state, x, y):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(bench, "train_step", broken_step)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        bench.measure_row(torch, "cpu", "fp32", False, 2, TINY_TIMING, 1, {})
+
+
+# --- FLOP counting, peaks, architecture, schedule --------------------------------------------
+
+
+def _conv(cin, cout, k, out_hw):
+    return cin * cout * k * k * out_hw * out_hw
+
+
+@pytest.mark.torch
+def test_resnet18_cifar_forward_macs_match_a_hand_count():
+    pytest.importorskip("torch")
+    # Summed by hand from the architecture: 3x3 stem at 32x32, then per stage two basic blocks
+    # (two 3x3 convs each; the first block of stages 2-4 strides 2 and has a 1x1 projection).
+    expected = _conv(3, 64, 3, 32)
+    expected += 4 * _conv(64, 64, 3, 32)
+    for cin, cout, hw in ((64, 128, 16), (128, 256, 8), (256, 512, 4)):
+        expected += _conv(cin, cout, 3, hw) + 3 * _conv(cout, cout, 3, hw) + _conv(cin, cout, 1, hw)
+    expected += 512 * 10
+    assert expected == 555_422_720
+    assert bench.count_macs(bench.build_resnet18(), (3, 32, 32)) == expected
+    assert expected / 1e9 == pytest.approx(0.56, abs=0.01)  # the commonly quoted 0.56 GMACs
+
+
+@pytest.mark.torch
+def test_lenet_macs_and_shapes():
+    torch = pytest.importorskip("torch")
+    model = bench.build_lenet()
+    expected = _conv(1, 6, 5, 28) + _conv(6, 16, 5, 10) + 400 * 120 + 120 * 84 + 84 * 10
+    assert bench.count_macs(model, (1, 32, 32)) == expected
+    assert model(torch.zeros(3, 1, 32, 32)).shape == (3, 10)
+
+
+def test_peak_table_matches_word_boundaries_and_longest_name():
+    assert bench.peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989
+    assert bench.peak_tflops("NVIDIA H100 PCIe", "bf16") == 756
+    assert bench.peak_tflops("NVIDIA A100-SXM4-80GB", "tf32") == 156
+    assert bench.peak_tflops("NVIDIA A10", "fp16") == 125
+    assert bench.peak_tflops("NVIDIA A10G", "fp16") is None  # not claimed by "NVIDIA A10"
+    assert bench.peak_tflops("Tesla T4", "bf16") is None
+    assert bench.peak_tflops("Some Future GPU", "bf16") is None
+    assert bench.peak_tflops(None, "fp32") is None
+
+
+def test_peak_table_agrees_with_gpus_yaml():
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load((REPO / "envkit" / "data" / "gpus.yaml").read_text())
+    for gpu in data["gpus"]:
+        for sub in gpu["match"]:
+            for precision, peak in gpu["peak_tflops"].items():
+                assert bench.peak_tflops(sub, precision) == peak, (gpu["name"], sub, precision)
+
+
+def test_peak_override_parsing():
+    assert bench.parse_peak_override("400") == dict.fromkeys(
+        ("fp32", "tf32", "bf16", "fp16"), 400.0
+    )
+    assert bench.parse_peak_override("bf16=989, fp32=67") == {"bf16": 989.0, "fp32": 67.0}
+    assert bench.parse_peak_override(None) == {}
+    with pytest.raises(ValueError):
+        bench.parse_peak_override("fast")
+
+
+@pytest.mark.parametrize(
+    "capability,arch_list,expected",
+    [
+        ((9, 0), ["sm_80", "sm_90"], True),
+        ((8, 6), ["sm_80"], True),  # same major, newer minor: the sm_80 cubin runs
+        ((8, 0), ["sm_86"], False),  # older minor cannot run newer code
+        ((12, 0), ["sm_80", "sm_90", "compute_90"], True),  # PTX is JIT-compiled forward
+        ((12, 0), ["sm_50", "sm_80", "sm_90"], False),
+        ((9, 0), ["sm_90a"], True),
+        ((10, 0), ["sm_90a"], False),  # arch-specific code is not forward compatible
+        ((3, 7), ["sm_50", "sm_60", "compute_60"], False),
+    ],
+)
+def test_arch_support(capability, arch_list, expected):
+    supported, reason = bench.arch_supported(capability, arch_list)
+    assert supported is expected
+    if not expected:
+        assert "sm_{}{}".format(*capability) in reason
+
+
+def test_arch_support_unknown_without_list():
+    assert bench.arch_supported((9, 0), [])[0] is None
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_zero():
+    lrs = [bench.lr_at(s, 100, 10, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[9] == pytest.approx(0.1)
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] < 0.001
+    assert bench.lr_at(100, 100, 10, 0.1) == pytest.approx(0.0)
+
+
+def test_summarise_windows():
+    med, spread = bench.summarise_windows([90.0, 100.0, 110.0])
+    assert med == 100.0 and spread == pytest.approx(0.2)
+
+
+@pytest.mark.torch
+def test_random_shift_moves_whole_images_within_the_padding():
+    torch = pytest.importorskip("torch")
+    images = torch.zeros(16, 1, 32, 32)
+    images[:, 0, 14:18, 14:18] = 1.0
+    gen = torch.Generator()
+    gen.manual_seed(0)
+    shifted = bench.random_shift(torch, images, 3, gen)
+    assert shifted.shape == images.shape
+    assert torch.equal(shifted.sum(dim=(1, 2, 3)), images.sum(dim=(1, 2, 3)))  # nothing cut off
+    offsets = set()
+    for img in shifted[:, 0]:
+        ys, xs = img.nonzero(as_tuple=True)
+        offsets.add((int(ys.min()) - 14, int(xs.min()) - 14))
+    assert all(abs(dy) <= 3 and abs(dx) <= 3 for dy, dx in offsets)
+    assert len(offsets) > 1
+    assert torch.equal(bench.random_shift(torch, images, 0, gen), images)
+
+
+def test_weight_decay_skips_norm_and_bias_parameters():
+    pytest.importorskip("torch")
+    model = bench.build_lenet()
+    decay, no_decay = bench.param_groups(model, 5e-4)
+    assert all(p.dim() > 1 for p in decay["params"]) and decay["weight_decay"] == 5e-4
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_bundled_data_is_the_full_digits_set():
+    program, data = bench.program_files()
+    assert Path(program) == BENCH and Path(data).name == "digits.csv.gz"
+    rows = bench.read_digits(data)
+    assert len(rows) == 1797
+    assert sorted({label for _, label in rows}) == list(range(10))
+    assert all(len(p) == 64 and 0 <= min(p) and max(p) <= 16 for p, _ in rows)
+
+
+# --- the reference loop ----------------------------------------------------------------------
+
+
+@pytest.mark.torch
+def test_reference_script_runs_and_reports_a_ratio():
+    pytest.importorskip("torch")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REFERENCE),
+            "--device",
+            "cpu",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--windows",
+            "2",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if proc.returncode == 1 and '"unsupported"' in proc.stdout:
+        pytest.skip("this CPU torch has no mixed precision")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["same_workload"] is True
+    assert doc["forward_macs_per_image"] == 555_422_720
+    assert doc["reference"]["images_per_s"] > 0
+    assert doc["bench"]["images_per_s"] > 0
+    assert doc["ratio"] == pytest.approx(
+        doc["bench"]["images_per_s"] / doc["reference"]["images_per_s"], rel=1e-3
+    )
