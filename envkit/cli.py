@@ -385,7 +385,8 @@ def build_options(func):
 \b
 Tags: PREFIX/NAME:latest and PREFIX/NAME:<content hash>, where the hash covers the rendered
 Dockerfile, build args, base image and wheelhouse; a build whose hash exists returns at once.
-Full logs: ~/.cache/envkit/logs (path printed). Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1."""
+Full logs: ~/.cache/envkit/logs (path printed).
+Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1."""
 )
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_entries", is_flag=True, help="Build every (filtered) entry.")
@@ -462,7 +463,6 @@ def build(
     """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters]."""
     from . import build as builder
     from .errors import BadInput
-
     from .project import PROJECT_FILE, load_project
 
     filtered = any([torch_spec, cuda, python, flavour])
@@ -950,3 +950,81 @@ def bake(
         return
     click.echo(f"wrote {path}: {len(targets)} targets", err=True)
     click.echo(f"docker buildx bake -f {path}")
+
+
+# ------------------------------------------------------------------------------ benchmark
+
+
+@main.command(
+    epilog="""\b
+Exit codes: 0 the report's status is ok; 1 it is failed, no_gpu or unsupported_arch, or
+comparing found a malformed report; 2 bad usage.
+
+\b
+  envkit bench NAME [--quick]        in NAME's built image (GPUs attached when available)
+  envkit bench --host [--quick]      with this machine's Python and torch
+  envkit bench compare A.json B.json side by side, with ratios B/A""",
+    context_settings={"ignore_unknown_options": False},
+)
+@click.argument("args", nargs=-1)
+@click.option("--host", "on_host", is_flag=True, help="Run on this host's Python and torch.")
+@click.option("--quick", is_flag=True, help="A CI-sized run (under 2 minutes on 2 CPU cores).")
+@click.option(
+    "--out",
+    "out_dir",
+    default="envkit-bench",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the JSON report and the PNG plots (plots need matplotlib).",
+)
+@click.option("--gpus", default="auto", show_default=True, help="GPUs to attach (as for run).")
+@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX")
+@click.option("--json", "as_json", is_flag=True, help="Print the report (or comparison) as JSON.")
+@click.pass_context
+@handles_errors
+def bench(ctx, args, on_host, quick, out_dir, gpus, tag_prefix, as_json):
+    """Train and time the bundled benchmark: LeNet-5 with batch norm on real handwritten digits
+    (>= 95% accuracy gate), then a ResNet-18 throughput sweep over batch sizes in fp32 and
+    mixed precision (images/s, ms/step, peak memory, TFLOP/s, MFU)."""
+    from . import bench_run, report
+    from .errors import BadInput
+
+    if args and args[0] == "compare":
+        if len(args) != 3:
+            raise BadInput("compare takes two reports", "envkit bench compare A.json B.json")
+        a, b = report.load_bench(args[1]), report.load_bench(args[2])
+        rows = report.compare_bench(a, b)
+        if as_json:
+            _emit_json(rows)
+        else:
+            click.echo(report.render_compare(rows, Path(args[1]).name, Path(args[2]).name))
+        return
+    if on_host == bool(args) or len(args) > 1:
+        raise BadInput("name one entry, or pass --host", "envkit bench NAME | envkit bench --host")
+    if on_host:
+        click.echo("running the benchmark on this host ...", err=True)
+        doc = bench_run.on_host(out_dir, quick=quick)
+        name = "host"
+    else:
+        from . import run as runner
+
+        image, name = _image_for(ctx, args[0], tag_prefix)
+        from . import engine
+
+        engine.require_built(image, name)
+        requested, note = runner.resolve_gpus(gpus)
+        if note:
+            click.secho(f"note: {note}", fg="yellow", err=True)
+        click.echo(f"running the benchmark in {image} ...", err=True)
+        doc = bench_run.in_image(image, name, out_dir, quick=quick, gpus=requested)
+    click.echo(f"report: {out_dir / f'bench-{name}.json'}", err=True)
+    try:
+        for path in report.plot_bench(doc, out_dir, prefix=f"bench-{name}-"):
+            click.echo(f"plot: {path}", err=True)
+    except report.PlottingUnavailable as exc:
+        click.echo(f"note: no plots ({exc.fix})", err=True)
+    if as_json:
+        _emit_json(doc)
+    else:
+        click.echo(report.render_bench(doc))
+    sys.exit(bench_run.exit_code(doc))

@@ -281,10 +281,10 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def plot_bench(doc: dict, out_dir) -> list[Path]:
-    """Write throughput.png (images/s against batch, one line per precision and layout) and,
-    when the report has a convergence part, convergence.png (loss per epoch, accuracy in the
-    title). Returns the paths written."""
+def plot_bench(doc: dict, out_dir, prefix: str = "") -> list[Path]:
+    """Write PREFIXthroughput.png (images/s against batch, one line per precision and layout)
+    and, when the report has a convergence part, PREFIXconvergence.png (loss per epoch,
+    accuracy in the title). Returns the paths written."""
     validate_bench(doc)
     try:
         import matplotlib
@@ -320,13 +320,17 @@ def plot_bench(doc: dict, out_dir) -> list[Path]:
         for r in ooms:
             ax.axvline(r["batch"], color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log", base=2)
+        ticks = sorted({r["batch"] for r in doc["throughput"]})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("batch size")
         ax.set_ylabel("images / s (median of windows)")
         ax.set_title(f"Training throughput, {where}, torch {env.get('torch')}")
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        path = out / "throughput.png"
+        path = out / f"{prefix}throughput.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
@@ -347,7 +351,7 @@ def plot_bench(doc: dict, out_dir) -> list[Path]:
         )
         ax.legend()
         fig.tight_layout()
-        path = out / "convergence.png"
+        path = out / f"{prefix}convergence.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)

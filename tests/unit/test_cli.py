@@ -107,3 +107,14 @@ def test_start_does_not_import_torch_or_docker():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_bench_usage_errors_are_exit_2(tmp_path):
+    assert invoke("bench").exit_code == 2
+    assert invoke("bench", "a", "--host").exit_code == 2
+    result = invoke("bench", "compare", "only-one.json")
+    assert result.exit_code == 2 and "two reports" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    result = invoke("bench", "compare", str(bad), str(bad))
+    assert result.exit_code == 2 and "Traceback" not in result.output
