@@ -348,6 +348,26 @@ def _render_build_result(result) -> None:
         click.echo(f"fix: {result.fix}", err=True)
 
 
+def image_options(func):
+    """How images are named and cached (shared by build and bake)."""
+    options = [
+        click.option(
+            "--tag",
+            "tag_prefix",
+            default="envkit",
+            show_default=True,
+            metavar="PREFIX",
+            help="Repository prefix of the image tags.",
+        ),
+        click.option("--registry", metavar="HOST", help="Registry host to prefix tags with."),
+        click.option("--no-cache", is_flag=True, help="Do not use the build cache."),
+        click.option("--pull", is_flag=True, help="Always try to pull a newer base image."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def build_options(func):
     """Options that decide how images are built (shared by build and bench/doctor builds)."""
     options = [
@@ -399,19 +419,9 @@ Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1."""
     type=click.IntRange(1, 32),
     help="Builds to run in parallel.",
 )
-@click.option(
-    "--tag",
-    "tag_prefix",
-    default="envkit",
-    show_default=True,
-    metavar="PREFIX",
-    help="Repository prefix of the image tags.",
-)
-@click.option("--registry", metavar="HOST", help="Registry host to prefix tags with.")
+@image_options
 @click.option("--push", is_flag=True, help="Push both tags after building.")
 @click.option("--force", is_flag=True, help="Build even when the content tag exists.")
-@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
-@click.option("--pull", is_flag=True, help="Always try to pull a newer base image.")
 @build_options
 @click.option(
     "--log-dir",
@@ -891,17 +901,7 @@ Then: docker buildx bake -f FILE [TARGET...]   (targets are entry names with '.'
     type=click.Path(dir_okay=False, path_type=Path),
     help="Bake file to write.",
 )
-@click.option(
-    "--tag",
-    "tag_prefix",
-    default="envkit",
-    show_default=True,
-    metavar="PREFIX",
-    help="Repository prefix of the image tags.",
-)
-@click.option("--registry", metavar="HOST", help="Registry host to prefix tags with.")
-@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
-@click.option("--pull", is_flag=True, help="Always try to pull a newer base image.")
+@image_options
 @build_options
 @click.option("--json", "as_json", is_flag=True, help="Print the file and its targets as JSON.")
 @click.pass_context

@@ -421,51 +421,44 @@ def run_program(
     import docker
 
     mounts = [
-        docker.types.Mount(
-            "/opt/envkit/" + program.name, str(program.resolve()), type="bind", read_only=True
-        )
-    ]
-    mounts += [
         docker.types.Mount("/opt/envkit/" + f.name, str(f.resolve()), type="bind", read_only=True)
-        for f in extra_files
+        for f in (program, *extra_files)
     ]
     if out_dir is not None:
         mounts.append(docker.types.Mount("/out", str(out_dir.resolve()), type="bind"))
     command = ["python3", "/opt/envkit/" + program.name, *args]
     user = f"{os.getuid()}:{os.getgid()}" if out_dir is not None else None
-    with container(
+    return run_command(
         image,
         command,
         entry=entry,
+        timeout=timeout,
         gpus=gpus,
         mounts=mounts,
         shm_size=shm_size,
         user=user,
-        environment={"HOME": "/tmp"},
-    ) as made:
-        try:
-            status = made.wait(timeout=timeout)
-        except Exception as exc:  # requests raises its own timeout types
-            raise EnvkitError(
-                f"{program.name} did not finish within {timeout:.0f}s: {exc}",
-                f"raise the timeout or check the container with {KEEP_ENV}=1",
-            ) from None
-        stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-    return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
+    )
 
 
 def run_command(
-    image: str, command: list[str], *, entry: str = "adhoc", timeout: float = 300
+    image: str,
+    command: list[str],
+    *,
+    entry: str = "adhoc",
+    timeout: float = 300,
+    **settings,
 ) -> ProgramResult:
-    """Run a command in a throw-away container of `image`, collecting its output."""
-    with container(image, command, entry=entry, environment={"HOME": "/tmp"}) as made:
+    """Run a command in a throw-away container of `image`, collecting its output.
+
+    `settings` are passed to container() (gpus, mounts, shm_size, user, ...).
+    """
+    with container(image, command, entry=entry, environment={"HOME": "/tmp"}, **settings) as made:
         try:
             status = made.wait(timeout=timeout)
         except Exception as exc:  # requests raises its own timeout types
             raise EnvkitError(
                 f"{' '.join(command)} did not finish within {timeout:.0f}s: {exc}",
-                f"check the image by hand with {KEEP_ENV}=1",
+                f"raise the timeout, or look inside the container with {KEEP_ENV}=1",
             ) from None
         stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
         stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")

@@ -114,6 +114,19 @@ def full_wheelhouse():
     return _pip_download(CACHE / "wheelhouse-2.14", "torch==2.14.1", "torchvision==0.29.1")
 
 
+def envkit_containers() -> list[str]:
+    """Ids of every container carrying envkit's label."""
+    out = subprocess.run(
+        [DOCKER, "ps", "-aq", "--filter", "label=io.envkit"], capture_output=True, text=True
+    )
+    return out.stdout.split()
+
+
+def cpu_source(wheelhouse: Path) -> list[str]:
+    """Build options for ci-cpu: torch from the wheelhouse, the rest via the host CA bundle."""
+    return ["--wheelhouse", str(wheelhouse), "--ca-cert", str(host_ca_bundle())]
+
+
 def host_ca_bundle() -> Path:
     """The CA bundle this host's pip uses (the network's TLS proxy is in it)."""
     return Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
@@ -128,10 +141,7 @@ def cpu_image(base_image, cpu_wheelhouse, tmp_path_factory):
         str(CI_MATRIX),
         "build",
         "ci-cpu",
-        "--wheelhouse",
-        str(cpu_wheelhouse),
-        "--ca-cert",
-        str(host_ca_bundle()),
+        *cpu_source(cpu_wheelhouse),
         "--log-dir",
         str(logs),
         check=True,

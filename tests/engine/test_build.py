@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CI_MATRIX, DOCKER, host_ca_bundle, run_envkit
+from conftest import CI_MATRIX, DOCKER, cpu_source, envkit_containers, host_ca_bundle, run_envkit
 
 pytestmark = pytest.mark.docker
 
@@ -183,10 +183,7 @@ def test_failing_build_shows_step_and_log_and_exits_1(base_image, cpu_wheelhouse
         str(CI_MATRIX),
         "build",
         "ci-badpin",
-        "--wheelhouse",
-        str(cpu_wheelhouse),
-        "--ca-cert",
-        str(host_ca_bundle()),
+        *cpu_source(cpu_wheelhouse),
         "--log-dir",
         str(tmp_path),
     )
@@ -195,10 +192,6 @@ def test_failing_build_shows_step_and_log_and_exits_1(base_image, cpu_wheelhouse
     assert "numpy==0.0.1" in out.stderr  # the failing step's own output is shown
     logs = list(tmp_path.glob("ci-badpin-*.log"))
     assert len(logs) == 1 and str(logs[0]) in out.stderr
-
-
-def _envkit_containers() -> list[str]:
-    return docker("ps", "-aq", "--filter", "label=io.envkit").stdout.split()
 
 
 def test_ctrl_c_mid_build_leaves_nothing_behind(base_image, cpu_wheelhouse, tmp_path):
@@ -212,10 +205,7 @@ def test_ctrl_c_mid_build_leaves_nothing_behind(base_image, cpu_wheelhouse, tmp_
             str(CI_MATRIX),
             "build",
             "ci-cpu",
-            "--wheelhouse",
-            str(cpu_wheelhouse),
-            "--ca-cert",
-            str(host_ca_bundle()),
+            *cpu_source(cpu_wheelhouse),
             "--force",
             "--no-cache",
             "--tag",
@@ -237,7 +227,7 @@ def test_ctrl_c_mid_build_leaves_nothing_behind(base_image, cpu_wheelhouse, tmp_
     _, rest = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen) + rest
     assert "interrupted" in rest
-    assert _envkit_containers() == []
+    assert envkit_containers() == []
     assert set(Path("/tmp").glob("envkit-build-*")) == before_tmp
     # the build client is gone and BuildKit cancelled the step: no pip left running
     for _ in range(20):

@@ -99,13 +99,16 @@ def test_cli_doctor_on_a_cpu_image_reports_no_gpu_with_reason_and_fix(cpu_image)
     assert checks["engine"]["status"] == "pass"
     assert checks["torch"]["status"] == "pass" and "2.13.0" in checks["torch"]["detail"]
     assert checks["cuda"]["status"] == "fail"
-    assert "CPU-only" in checks["cuda"]["detail"] and "torch.version.cuda is None" in (
-        checks["cuda"]["detail"])
+    assert (
+        "CPU-only" in checks["cuda"]["detail"]
+        and "torch.version.cuda is None" in (checks["cuda"]["detail"])
+    )
     assert "--allow-cpu" in checks["cuda"]["fix"]
     assert checks["dataloader"]["status"] == "pass"
     assert [c for c in checks.values() if c["status"] == "fail"] == [checks["cuda"]]
-    accepted = run_envkit("--matrix", str(CI_MATRIX), "doctor", "ci-cpu", "--allow-cpu",
-                          timeout=300)
+    accepted = run_envkit(
+        "--matrix", str(CI_MATRIX), "doctor", "ci-cpu", "--allow-cpu", timeout=300
+    )
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "warn  cuda" in accepted.stdout
 

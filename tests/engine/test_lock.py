@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CI_MATRIX, DOCKER, host_ca_bundle, run_envkit
+from conftest import CI_MATRIX, DOCKER, cpu_source, run_envkit
 
 pytestmark = pytest.mark.docker
 
 
 def test_lock_then_locked_build_catches_a_changed_dependency(cpu_image, cpu_wheelhouse, tmp_path):
-    source = ["--wheelhouse", str(cpu_wheelhouse), "--ca-cert", str(host_ca_bundle())]
+    source = cpu_source(cpu_wheelhouse)
     locked = run_envkit(
         "--matrix", str(CI_MATRIX), "lock", "ci-cpu", *source, cwd=tmp_path, check=True
     )

@@ -7,7 +7,7 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import CI_MATRIX, DOCKER, host_ca_bundle, run_envkit
+from conftest import CI_MATRIX, DOCKER, cpu_source, run_envkit
 
 pytestmark = pytest.mark.docker
 
@@ -21,7 +21,7 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     (project / "envkit.yaml").write_text(
         "entry: ci-cpu\nrequirements_file: requirements.txt\nenv: {PROJECT_FLAG: 'on'}\n"
     )
-    source = ["--wheelhouse", str(cpu_wheelhouse), "--ca-cert", str(host_ca_bundle())]
+    source = cpu_source(cpu_wheelhouse)
     first = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     assert first.returncode == 0, first.stderr
     results = json.loads(first.stdout)

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import CI_MATRIX, DOCKER, run_envkit
+from conftest import CI_MATRIX, envkit_containers, run_envkit
 
 pytestmark = pytest.mark.docker
 
@@ -83,14 +83,8 @@ def test_dockers_default_shm_is_what_breaks_it(cpu_image, tmp_path):
     assert "shared memory" in out.stderr or "Bus error" in out.stderr, out.stderr[-2000:]
 
 
-def _envkit_containers() -> list[str]:
-    return subprocess.run(
-        [DOCKER, "ps", "-aq", "--filter", "label=io.envkit"], capture_output=True, text=True
-    ).stdout.split()
-
-
 def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
-    assert _envkit_containers() == []
+    assert envkit_containers() == []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -111,7 +105,7 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
         text=True,
     )
     for _ in range(60):
-        if _envkit_containers():
+        if envkit_containers():
             break
         time.sleep(0.5)
     else:
@@ -121,7 +115,7 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode != 0
-    assert _envkit_containers() == []
+    assert envkit_containers() == []
 
 
 def test_bad_gpus_value_is_bad_usage(tmp_path):
