@@ -232,6 +232,7 @@ def _build_or_reuse(
         if engine.image_id(f"{repo}:latest") != existing:
             engine.tag_image(existing, repo, "latest")
         result.status, result.image_id = "up-to-date", existing
+        _push(result, options)
         result.seconds = time.monotonic() - started
         return result
 
@@ -273,10 +274,15 @@ def _build_or_reuse(
         result.fix = f"read the full log: {log_path}"
         return result
     result.status, result.image_id = "built", outcome.image_id
-    if options.push:
-        for tag in ("latest", digest):
-            engine.push_image(repo, tag)
+    _push(result, options)
     return result
+
+
+def _push(result: BuildResult, options: BuildOptions) -> None:
+    """With --push, send both tags to the registry (an up-to-date image too)."""
+    if options.push:
+        for tag in ("latest", result.content_tag):
+            engine.push_image(result.repository, tag)
 
 
 def project_repository(project, options: BuildOptions) -> str:

@@ -246,3 +246,24 @@ def test_unknown_entry_suggests_and_exits_2():
     out = run_envkit("build", "torch2.14-cuda31")
     assert out.returncode == 2
     assert "did you mean" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_parallel_builds_give_one_result_per_entry(cpu_image, cpu_wheelhouse, tmp_path):
+    out = run_envkit(
+        "--matrix",
+        str(CI_MATRIX),
+        "build",
+        "ci-cpu",
+        "ci-badpin",
+        *cpu_source(cpu_wheelhouse),
+        "--jobs",
+        "2",
+        "--json",
+        "--log-dir",
+        str(tmp_path),
+    )
+    assert out.returncode == 1  # one failed entry fails the command
+    results = {r["name"]: r for r in json.loads(out.stdout)}
+    assert results["ci-cpu"]["status"] == "up-to-date"
+    assert results["ci-badpin"]["status"] == "failed"
+    assert "numpy==0.0.1" in "\n".join(results["ci-badpin"]["tail"])

@@ -71,6 +71,11 @@ def test_jobs_fan_out_from_the_matrix_output():
             'envkit bench "$ENTRY" --quick',
         ):
             assert command in runs
+    # CPU runners accept a CPU-only doctor result; the GPU job demands a usable GPU.
+    cpu_runs = " ".join(step.get("run", "") for step in jobs["entry"]["steps"])
+    gpu_runs = " ".join(step.get("run", "") for step in jobs["gpu"]["steps"])
+    assert 'envkit doctor "$ENTRY" --allow-cpu' in cpu_runs
+    assert "--allow-cpu" not in gpu_runs
     assert jobs["gpu"]["runs-on"] == "${{ inputs.gpu_runner }}"
     assert "inputs.gpu_runner != ''" in jobs["gpu"]["if"]
 
