@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__, dockerfile, engine
-from .errors import BadInput, EnvkitError
+from .errors import BadInput, EngineUnavailable, EnvkitError
 from .matrix import Entry
 
 CA_SECRET = "envkit-ca"
@@ -164,13 +164,34 @@ def labels(entry: Entry, digest: str) -> dict[str, str]:
     }
 
 
+def _read_ca_cert(path: Path) -> str:
+    if not path.is_file():
+        raise BadInput(f"--ca-cert {path} is not a file", "pass a PEM file of CA certificates")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise BadInput(f"cannot read --ca-cert {path}: {exc}", "pass a readable PEM file") from None
+    if "BEGIN CERTIFICATE" not in text:
+        raise BadInput(f"--ca-cert {path} holds no PEM certificate", "pass a PEM file")
+    return text
+
+
+def check_options(options: BuildOptions) -> None:
+    """Refuse unusable options before the engine is asked anything (BadInput, exit 2)."""
+    if options.offline and not options.wheelhouse:
+        raise BadInput(
+            "--offline needs --wheelhouse DIR",
+            "give the folder that holds every wheel the entry needs",
+        )
+    if options.wheelhouse:
+        _wheelhouse_listing(options.wheelhouse)
+    if options.ca_cert:
+        _read_ca_cert(options.ca_cert)
+
+
 def _ca_bundle(extra: Path, into: Path) -> Path:
     """The public CA bundle plus the user's extra certificates, as one secret file."""
-    if not extra.is_file():
-        raise BadInput(f"--ca-cert {extra} is not a file", "pass a PEM file of CA certificates")
-    text = extra.read_text(encoding="utf-8", errors="replace")
-    if "BEGIN CERTIFICATE" not in text:
-        raise BadInput(f"--ca-cert {extra} holds no PEM certificate", "pass a PEM file")
+    text = _read_ca_cert(extra)
     try:
         import certifi  # comes with the docker SDK's requests
 
@@ -232,7 +253,7 @@ def _build_or_reuse(
         if engine.image_id(f"{repo}:latest") != existing:
             engine.tag_image(existing, repo, "latest")
         result.status, result.image_id = "up-to-date", existing
-        _push(result, options)
+        push_result(result, options)
         result.seconds = time.monotonic() - started
         return result
 
@@ -274,11 +295,11 @@ def _build_or_reuse(
         result.fix = f"read the full log: {log_path}"
         return result
     result.status, result.image_id = "built", outcome.image_id
-    _push(result, options)
+    push_result(result, options)
     return result
 
 
-def _push(result: BuildResult, options: BuildOptions) -> None:
+def push_result(result: BuildResult, options: BuildOptions) -> None:
     """With --push, send both tags to the registry (an up-to-date image too)."""
     if options.push:
         for tag in ("latest", result.content_tag):
@@ -338,11 +359,14 @@ def build_many(
     on_result: Callable[[BuildResult], None] | None = None,
 ) -> list[BuildResult]:
     """Build entries, `jobs` at a time; one failing entry does not stop the others."""
+    check_options(options)
     lock = threading.Lock()
 
     def one(entry: Entry) -> BuildResult:
         try:
             result = build_entry(entry, options, on_event)
+        except EngineUnavailable:
+            raise  # no other entry can build either
         except EnvkitError as exc:
             result = BuildResult(
                 entry.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
 import threading
 import time
@@ -294,7 +295,7 @@ class _Progress:
         parts = [
             f"{name} {text} ({now - self.started[name]:.0f}s)" for name, text in self.state.items()
         ]
-        width = click.get_terminal_size()[0] - 1
+        width = shutil.get_terminal_size().columns - 1
         return " | ".join(parts)[:width]
 
     def _tick(self):
@@ -328,6 +329,8 @@ class _Progress:
 
     def close(self):
         self.stop.set()
+        if self.ticker is not None:
+            self.ticker.join()
         if self.live:
             click.echo("\r\x1b[K", nl=False, err=True)
 
@@ -505,6 +508,7 @@ def build(
         pull=pull,
         log_dir=log_dir,
     )
+    builder.check_options(options)
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:
         if locked:
@@ -836,10 +840,10 @@ def lock_cmd(
         ca_cert=ca_cert,
         tag_prefix=tag_prefix,
     )
+    builder.check_options(options)
+    lock.check_out_path(out_path)
     made = lock.make_lock(entry, options)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(made.to_json(), encoding="utf-8")
-    tmp.replace(out_path)  # never a half-written lock
+    lock.write_lock(made, out_path)
     click.echo(
         f"{out_path}: {entry.name}, {len(made.packages)} packages, image {made.image_id[:19]}"
     )
@@ -943,6 +947,7 @@ def bake(
         no_cache=no_cache,
         pull=pull,
     )
+    builder.check_options(options)
     path = baker.write_bake(entries, options, output)
     targets = [baker.target_name(e) for e in entries]
     if as_json:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .errors import EnvkitError
+from .errors import ContainerStartFailed, EnvkitError, ProgramTimedOut
 
 STATUSES = ("pass", "warn", "fail", "skip")
 # Checks that only fail for want of a GPU; --allow-cpu turns those failures into warnings.
@@ -1358,10 +1358,12 @@ def _probe_in_image(
             shm_size=shm_size,
             timeout=timeout,
         )
+    except ProgramTimedOut:
+        return out + [_probe_timed_out(timeout, want_gpus)]
     except EnvkitError as exc:
         message = exc.message
         explained = explain_error(message)
-        if not want_gpus:
+        if not want_gpus or not isinstance(exc, ContainerStartFailed):
             return [
                 Check(
                     "image",
@@ -1379,6 +1381,8 @@ def _probe_in_image(
             result = engine.run_program(
                 image, PROBE_PATH, [], gpus=None, shm_size=shm_size, timeout=timeout
             )
+        except ProgramTimedOut:
+            return out + [_probe_timed_out(timeout, False)]
         except EnvkitError as again:
             return out + [
                 Check("image", "fail", f"the container could not start: {again.message}", again.fix)
@@ -1391,3 +1395,14 @@ def _probe_in_image(
         return out + [failed]
     report.probe = probe
     return out + container_checks(probe, entry, no_gpu=no_gpu)
+
+
+def _probe_timed_out(timeout: float, with_gpus: bool) -> Check:
+    return Check(
+        "probe",
+        "fail",
+        f"the probe did not finish within {timeout:.0f}s"
+        + (" with the GPUs attached" if with_gpus else ""),
+        "a hung GPU or driver is the usual cause: check `nvidia-smi` on the host; "
+        "if the machine is only slow, run doctor again",
+    )

@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BuildFailed, EngineUnavailable, EnvkitError
+from .errors import (
+    BuildFailed,
+    ContainerStartFailed,
+    EngineUnavailable,
+    EnvkitError,
+    ImageMissing,
+    ProgramTimedOut,
+)
 
 LABEL = "io.envkit"  # every container envkit starts carries this label
 KEEP_ENV = "ENVKIT_KEEP_CONTAINERS"  # set to 1 to keep containers for debugging
@@ -311,19 +318,21 @@ def device_requests(gpus: str | None) -> list:
     return [docker.types.DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
 
 
-def _start_error(exc: Exception, image: str) -> EnvkitError:
+def _start_error(exc: Exception, image: str) -> ContainerStartFailed:
+    import docker
+
     text = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageMissing(
+            f"image {image} is not here: {text}", "build it first with `envkit build NAME`"
+        )
     if "could not select device driver" in text or "nvidia-container-cli" in text:
-        return EnvkitError(
+        return ContainerStartFailed(
             f"the engine could not attach GPUs: {text}",
             "install the NVIDIA Container Toolkit and restart dockerd "
             "(`sudo nvidia-ctk runtime configure --runtime=docker`), or run with --gpus none",
         )
-    if "No such image" in text or "not found" in text.lower():
-        return EnvkitError(
-            f"image {image} is not here: {text}", "build it first with `envkit build NAME`"
-        )
-    return EnvkitError(f"the container could not start: {text}", "see `envkit doctor`")
+    return ContainerStartFailed(f"the container could not start: {text}", "see `envkit doctor`")
 
 
 @contextlib.contextmanager
@@ -453,11 +462,17 @@ def run_command(
     `settings` are passed to container() (gpus, mounts, shm_size, user, ...).
     """
     with container(image, command, entry=entry, environment={"HOME": "/tmp"}, **settings) as made:
+        started = time.monotonic()
         try:
             status = made.wait(timeout=timeout)
-        except Exception as exc:  # requests raises its own timeout types
-            raise EnvkitError(
-                f"{' '.join(command)} did not finish within {timeout:.0f}s: {exc}",
+        except Exception as exc:  # requests raises its own timeout and connection types
+            if time.monotonic() - started < timeout:
+                raise EngineUnavailable(
+                    f"lost the Docker engine while {' '.join(command)} ran: {exc}",
+                    "check that dockerd is still running (`docker info`), then try again",
+                ) from None
+            raise ProgramTimedOut(
+                f"{' '.join(command)} did not finish within {timeout:.0f}s",
                 f"raise the timeout, or look inside the container with {KEEP_ENV}=1",
             ) from None
         stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")

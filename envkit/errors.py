@@ -40,6 +40,18 @@ class EngineUnavailable(EnvkitError):
     """The Docker engine cannot be reached or used."""
 
 
+class ContainerStartFailed(EnvkitError):
+    """The engine would not create or start a container (missing image, GPUs refused, ...)."""
+
+
+class ImageMissing(ContainerStartFailed):
+    """The image a container needs is not on this engine."""
+
+
+class ProgramTimedOut(EnvkitError):
+    """A program in a container ran past its time limit (the container is then removed)."""
+
+
 class BuildFailed(EnvkitError):
     """An image build failed."""
 

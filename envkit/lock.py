@@ -84,6 +84,13 @@ def read_lock(path: Path) -> Lock:
             f"{path}:{exc.lineno}: not valid JSON ({exc.msg})",
             "regenerate it with `envkit lock NAME`",
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}", "pass a lock file (--lock FILE)") from None
+    if not isinstance(data, dict):
+        raise BadInput(
+            f"{path}: a lock is a JSON object, not {type(data).__name__}",
+            "regenerate it with `envkit lock NAME`",
+        )
     if data.get("schema") != SCHEMA:
         raise BadInput(
             f"{path}: unknown lock schema {data.get('schema')!r}",
@@ -124,7 +131,9 @@ def build_locked(
     _, _, digest = builder.plan(entry, options)
     repo = builder.repository(entry.name, options)
     if digest == lock.content_tag and engine.image_id(f"{repo}:{digest}") == lock.image_id:
-        return builder.BuildResult(entry.name, "up-to-date", repo, digest, image_id=lock.image_id)
+        result = builder.BuildResult(entry.name, "up-to-date", repo, digest, image_id=lock.image_id)
+        builder.push_result(result, options)
+        return result
     trial = replace(options, tag_prefix=_VERIFY_PREFIX, push=False, force=True)
     result = builder.build_entry(entry, trial, on_event)
     if not result.ok:
@@ -146,7 +155,28 @@ def build_locked(
         engine.tag_image(result.image_id, repo, tag)
     _drop(result)
     result.repository = repo
+    builder.push_result(result, options)
     return result
+
+
+def check_out_path(path: Path) -> None:
+    """Refuse a lock path whose folder is missing (before any work is done)."""
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder", f"pass a file name, e.g. {path / LOCK_FILE}")
+    if not path.parent.is_dir():
+        raise BadInput(f"folder {path.parent} does not exist", "create it, or pick another --out")
+
+
+def write_lock(made: Lock, path: Path) -> None:
+    """Write the lock whole or not at all (a temporary file beside it, then a rename)."""
+    check_out_path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(made.to_json(), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {exc}", "pick a writable --out") from None
 
 
 def _drop(result: builder.BuildResult) -> None:

@@ -72,3 +72,33 @@ def test_build_push_puts_both_tags_in_the_registry(cpu_image, cpu_wheelhouse, re
         tags = json.load(answer)["tags"]
     assert sorted(tags) == sorted(["latest", content.rsplit(":", 1)[1]])
     subprocess.run([DOCKER, "rmi", latest, content], capture_output=True)
+
+
+def test_locked_build_with_push_pushes_the_verified_image(
+    cpu_image, cpu_wheelhouse, registry, tmp_path
+):
+    source = cpu_source(cpu_wheelhouse)
+    run_envkit("--matrix", str(CI_MATRIX), "lock", "ci-cpu", *source, cwd=tmp_path, check=True)
+    out = run_envkit(
+        "--matrix",
+        str(CI_MATRIX),
+        "build",
+        "--locked",
+        "ci-cpu",
+        *source,
+        "--registry",
+        registry,
+        "--push",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)[0]
+    with urllib.request.urlopen(
+        f"http://{registry}/v2/envkit/ci-cpu/tags/list", timeout=10
+    ) as answer:
+        tags = json.load(answer)["tags"]
+    latest, content = result["tags"]
+    assert latest == f"{registry}/envkit/ci-cpu:latest"
+    assert sorted(tags) == sorted(["latest", content.rsplit(":", 1)[1]])
+    subprocess.run([DOCKER, "rmi", latest, content], capture_output=True)

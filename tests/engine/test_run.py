@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import CI_MATRIX, envkit_containers, run_envkit
+from conftest import CI_MATRIX, DOCKER, envkit_containers, run_envkit
 
 pytestmark = pytest.mark.docker
 
@@ -121,3 +121,45 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
 def test_bad_gpus_value_is_bad_usage(tmp_path):
     out = envkit_run("ci-cpu", "--gpus", "everything", "--", "true", cwd=tmp_path)
     assert out.returncode == 2 and "--gpus" in out.stderr
+
+
+def containers_of(entry: str) -> list[str]:
+    out = subprocess.run(
+        [DOCKER, "ps", "-aq", "--filter", f"label=io.envkit.entry={entry}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+def test_program_past_its_limit_times_out_and_leaves_no_container(base_image):
+    from envkit import engine
+    from envkit.errors import ProgramTimedOut
+
+    started = time.monotonic()
+    with pytest.raises(ProgramTimedOut) as caught:
+        engine.run_command(base_image, ["sleep", "60"], entry="timeout-test", timeout=2)
+    assert time.monotonic() - started < 30
+    assert "did not finish within 2s" in caught.value.message
+    assert containers_of("timeout-test") == []
+
+
+def test_missing_image_is_reported_as_missing(base_image):
+    from envkit import engine
+    from envkit.errors import ImageMissing
+
+    with pytest.raises(ImageMissing) as caught:
+        engine.run_command("envkit/no-such-image:never", ["true"], entry="missing-test")
+    assert caught.value.fix == "build it first with `envkit build NAME`"
+
+
+def test_missing_program_in_a_real_image_is_not_called_a_missing_image(base_image):
+    from envkit import engine
+    from envkit.errors import ContainerStartFailed, ImageMissing
+
+    with pytest.raises(ContainerStartFailed) as caught:
+        engine.run_command(base_image, ["/no/such/program"], entry="noexec-test")
+    assert not isinstance(caught.value, ImageMissing)
+    assert "could not start" in caught.value.message
+    assert containers_of("noexec-test") == []

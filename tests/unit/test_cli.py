@@ -118,3 +118,24 @@ def test_bench_usage_errors_are_exit_2(tmp_path):
     bad.write_text("{}")
     result = invoke("bench", "compare", str(bad), str(bad))
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_live_build_progress_redraws_one_line_on_a_terminal(capsys):
+    """Build progress on a terminal: steps redrawn in place, result printed, no thread left."""
+    from envkit.build import BuildResult
+    from envkit.cli import _Progress
+    from envkit.engine import BuildEvent
+
+    progress = _Progress(live=True)
+    progress.event("torch1.4-cuda10", BuildEvent("step", "RUN pip install torch", 3, 7))
+    progress.event("torch1.4-cuda10", BuildEvent("log", "Collecting torch"))
+    progress.done(
+        BuildResult("torch1.4-cuda10", "built", "envkit/torch1.4-cuda10", "abc123", seconds=2.5)
+    )
+    progress.close()
+    err = capsys.readouterr().err
+    # click drops the erase-line escape when stderr is not a terminal; the carriage return stays
+    assert "\rtorch1.4-cuda10 step 3/7: RUN pip install torch (0s)" in err
+    assert "Collecting torch" not in err  # log lines go to the build log, not the status line
+    assert "torch1.4-cuda10: built in 2.50s -> envkit/torch1.4-cuda10:latest" in err
+    assert not progress.ticker.is_alive()

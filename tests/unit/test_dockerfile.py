@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import HADOLINT
 
 from envkit import dockerfile, matrix
 from envkit.errors import BadInput
 
 ENTRIES = matrix.load().entries
-HADOLINT = shutil.which("hadolint")
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])

@@ -23,7 +23,7 @@ import pytest
 
 from envkit import doctor
 from envkit.doctor import Check, HostFacts, HostGpu
-from envkit.errors import EngineUnavailable, EnvkitError
+from envkit.errors import ContainerStartFailed, EngineUnavailable, EnvkitError, ProgramTimedOut
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PROBES = DATA / "probe"
@@ -796,7 +796,9 @@ def test_orchestrator_gpu_host_without_runtime_does_not_request_gpus():
 
 
 def test_orchestrator_gpu_refused_by_engine_retries_without_gpus():
-    refused = EnvkitError(error_text("engine-run-gpus-no-toolkit.txt").splitlines()[1], "x")
+    refused = ContainerStartFailed(
+        error_text("engine-run-gpus-no-toolkit.txt").splitlines()[1], "x"
+    )
     engine = FakeEngine(
         info=gpu_docker_info(),
         outputs=[refused, probe_result("cuda13-container-torch2.14-nogpu.json")],
@@ -809,6 +811,27 @@ def test_orchestrator_gpu_refused_by_engine_retries_without_gpus():
     assert checks["cuda"].status == "fail"
     assert "NVIDIA Container Toolkit" in checks["cuda"].detail
     assert checks["torch"].status == "pass"
+
+
+def test_orchestrator_probe_timeout_with_gpus_is_not_a_refusal():
+    engine = FakeEngine(info=gpu_docker_info(), outputs=[ProgramTimedOut("python3 ... 600s", "x")])
+    report = doctor.run_doctor(TORCH214, engine=engine, host=H100_HOST, all_entries=ALL)
+    assert [c["gpus"] for c in engine.calls] == ["all"]  # no second run without GPUs
+    checks = by_id(report.checks)
+    assert "gpu-attach" not in checks
+    assert checks["probe"].status == "fail"
+    assert "did not finish within 600s with the GPUs attached" in checks["probe"].detail
+    assert report.ok is False
+
+
+def test_orchestrator_engine_lost_during_gpu_probe_is_not_a_refusal():
+    lost = EngineUnavailable("lost the Docker engine while python3 ran: reset", "check dockerd")
+    engine = FakeEngine(info=gpu_docker_info(), outputs=[lost])
+    report = doctor.run_doctor(TORCH214, engine=engine, host=H100_HOST, all_entries=ALL)
+    assert len(engine.calls) == 1
+    checks = by_id(report.checks)
+    assert "gpu-attach" not in checks
+    assert checks["image"].status == "fail" and "lost the Docker engine" in checks["image"].detail
 
 
 def test_orchestrator_gpu_host_with_runtime_requests_all_gpus():

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import HADOLINT
 
 from envkit.errors import BadInput, MatrixError
 from envkit.project import Project, load_project, render_project_dockerfile, write_project
 
-HADOLINT = shutil.which("hadolint")
 FULL = """\
 entry: torch1.4-cuda10
 requirements: [tqdm==4.66.1, "rich>=13"]

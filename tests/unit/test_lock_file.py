@@ -1,0 +1,77 @@
+"""Lock files and build options that are refused before the engine is asked anything."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from envkit import lock
+from envkit.cli import main
+from envkit.errors import BadInput
+
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}  # contacting it would exit 1
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), env=NO_ENGINE, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[1, 2]", "a lock is a JSON object, not list"),
+        ('"envkit"', "a lock is a JSON object, not str"),
+        ('{"schema": 99}', "unknown lock schema 99"),
+        ('{"schema": 1, "entry": "x"}', "missing"),
+        ("{", "not valid JSON"),
+    ],
+)
+def test_unusable_lock_files_are_bad_input(tmp_path, text, problem):
+    path = tmp_path / "envkit.lock"
+    path.write_text(text)
+    with pytest.raises(BadInput, match=problem):
+        lock.read_lock(path)
+
+
+def test_lock_that_is_a_folder_or_not_text_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="cannot read"):
+        lock.read_lock(tmp_path)
+    binary = tmp_path / "binary.lock"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BadInput, match="cannot read"):
+        lock.read_lock(binary)
+
+
+def test_lock_out_into_a_missing_folder_is_refused_first(tmp_path):
+    out = invoke("lock", "torch2.13-cpu", "--out", str(tmp_path / "no" / "such" / "envkit.lock"))
+    assert out.exit_code == 2, out.output
+    assert "does not exist" in out.output
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_write_lock_leaves_no_temporary_file(tmp_path):
+    made = lock.Lock("e", "sha256:1", "abc", "base", None, {"torch": "2.13.0"})
+    path = tmp_path / "envkit.lock"
+    lock.write_lock(made, path)
+    assert lock.read_lock(path) == made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["envkit.lock"]
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--offline"], "--offline needs --wheelhouse DIR"),
+        (["--wheelhouse", "/nonexistent/wheels"], "does not exist"),
+        (["--ca-cert", "{not_pem}"], "holds no PEM certificate"),
+    ],
+)
+def test_unusable_build_options_exit_2_before_the_engine(tmp_path, args, problem):
+    not_pem = tmp_path / "proxy.txt"
+    not_pem.write_text("not a certificate\n")
+    args = [a.replace("{not_pem}", str(not_pem)) for a in args]
+    for command in (["build", "torch2.13-cpu"], ["build", "torch2.13-cpu", "torch2.12-cpu"]):
+        out = invoke(*command, *args)
+        assert out.exit_code == 2, out.output
+        assert problem in out.output
+    out = invoke("lock", "torch2.13-cpu", *args)
+    assert out.exit_code == 2 and problem in out.output
