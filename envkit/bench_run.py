@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from . import bench, engine
-from .errors import CheckFailed
+from .errors import BadInput, CheckFailed, ProgramTimedOut
 
-# bench.py's exit codes: 0 ok, 1 a check failed, 3 no GPU although cuda was demanded,
-# 4 the GPU's architecture is not in the build.
-STATUS_EXIT = {"ok": 0, "failed": 1, "no_gpu": 3, "unsupported_arch": 4}
+Progress = Callable[[str], None]  # gets each progress line bench.py writes to stderr
 
 
 def program_args(*, quick: bool, device: str, out_name: str, data: str | None) -> list[str]:
@@ -37,7 +37,14 @@ def _document(stdout: str, stderr: str, where: str) -> dict:
 
 
 def in_image(
-    image: str, name: str, out_dir: Path, *, quick: bool, gpus: str | None, timeout: float = 3600
+    image: str,
+    name: str,
+    out_dir: Path,
+    *,
+    quick: bool,
+    gpus: str | None,
+    timeout: float = 3600,
+    on_progress: Progress | None = None,
 ) -> dict:
     """Run bench.py in a throw-away container of `image`; the report lands in `out_dir`."""
     program, data = bench.program_files()
@@ -58,6 +65,7 @@ def in_image(
         entry=name,
         extra_files=[Path(data)],
         out_dir=out_dir,
+        on_stderr=on_progress,
     )
     return _document(result.stdout, result.stderr, f"in {image}")
 
@@ -69,6 +77,7 @@ def on_host(
     device: str = "auto",
     python: str | None = None,
     timeout: float = 3600,
+    on_progress: Progress | None = None,
 ) -> dict:
     """Run bench.py with this host's Python (and its torch)."""
     program, data = bench.program_files()
@@ -76,15 +85,54 @@ def on_host(
     args = program_args(
         quick=quick, device=device, out_name=str(out_dir / "bench-host.json"), data=data
     )
-    done = subprocess.run(
-        [python or sys.executable, program, *args], capture_output=True, text=True, timeout=timeout
-    )
-    if "No module named 'torch'" in done.stderr:
+    python = python or sys.executable
+    try:
+        proc = subprocess.Popen(
+            [python, program, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise BadInput(f"{python} cannot run: {exc}", "pass a working Python interpreter") from None
+    stdout: list[str] = []
+    stderr: list[str] = []
+
+    def follow():
+        for line in proc.stderr:
+            stderr.append(line)
+            if on_progress:
+                on_progress(line.rstrip("\n"))
+
+    readers = [
+        threading.Thread(target=follow, daemon=True),
+        threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise ProgramTimedOut(
+            f"the benchmark did not finish within {timeout:.0f}s on this host",
+            "try --quick, or run it on a GPU",
+        ) from None
+    finally:
+        if proc.poll() is None:  # interrupted: take the benchmark down with us
+            proc.kill()
+            proc.wait()
+        for reader in readers:
+            reader.join(timeout=10)
+    text = "".join(stderr)
+    if "No module named 'torch'" in text:
         raise CheckFailed(
-            f"torch is not importable by {python or sys.executable}",
+            f"torch is not importable by {python}",
             "install torch on this host, or run `envkit bench NAME` in an image",
         )
-    return _document(done.stdout, done.stderr, "on this host")
+    return _document("".join(stdout), text, "on this host")
 
 
 def exit_code(doc: dict) -> int:

@@ -335,6 +335,10 @@ class _Progress:
             click.echo("\r\x1b[K", nl=False, err=True)
 
 
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
 def _render_build_result(result) -> None:
     if result.ok:
         what = "up to date" if result.status == "up-to-date" else "built"
@@ -962,8 +966,8 @@ def bake(
 
 @main.command(
     epilog="""\b
-Exit codes: 0 the report's status is ok; 1 it is failed, no_gpu or unsupported_arch, or
-comparing found a malformed report; 2 bad usage.
+Exit codes: 0 the report's status is ok; 1 it is failed, no_gpu or unsupported_arch;
+2 bad usage, or a report given to compare that is missing or malformed.
 
 \b
   envkit bench NAME [--quick]        in NAME's built image (GPUs attached when available)
@@ -1008,7 +1012,7 @@ def bench(ctx, args, on_host, quick, out_dir, gpus, tag_prefix, as_json):
         raise BadInput("name one entry, or pass --host", "envkit bench NAME | envkit bench --host")
     if on_host:
         click.echo("running the benchmark on this host ...", err=True)
-        doc = bench_run.on_host(out_dir, quick=quick)
+        doc = bench_run.on_host(out_dir, quick=quick, on_progress=_echo_err)
         name = "host"
     else:
         from . import run as runner
@@ -1021,7 +1025,9 @@ def bench(ctx, args, on_host, quick, out_dir, gpus, tag_prefix, as_json):
         if note:
             click.secho(f"note: {note}", fg="yellow", err=True)
         click.echo(f"running the benchmark in {image} ...", err=True)
-        doc = bench_run.in_image(image, name, out_dir, quick=quick, gpus=requested)
+        doc = bench_run.in_image(
+            image, name, out_dir, quick=quick, gpus=requested, on_progress=_echo_err
+        )
     click.echo(f"report: {out_dir / f'bench-{name}.json'}", err=True)
     try:
         for path in report.plot_bench(doc, out_dir, prefix=f"bench-{name}-"):

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -421,6 +422,7 @@ def run_program(
     entry: str = "adhoc",
     extra_files: list[Path] = (),
     out_dir: Path | None = None,
+    on_stderr: Callable[[str], None] | None = None,
 ) -> ProgramResult:
     """Run `python3 PROGRAM ARGS` in a throw-away container of `image` and collect its output.
 
@@ -446,7 +448,30 @@ def run_program(
         mounts=mounts,
         shm_size=shm_size,
         user=user,
+        on_stderr=on_stderr,
     )
+
+
+def _follow_stderr(made, on_line: Callable[[str], None], into: list[str]) -> threading.Thread:
+    """A thread passing each stderr line of a running container to `on_line` as it comes."""
+
+    def follow():
+        pending = b""
+        with contextlib.suppress(Exception):  # the stream ends (or breaks) when the container goes
+            for chunk in made.logs(stream=True, follow=True, stdout=False, stderr=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    into.append(text + "\n")
+                    on_line(text)
+        if pending:
+            into.append(pending.decode("utf-8", "replace"))
+            on_line(into[-1])
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return thread
 
 
 def run_command(
@@ -455,13 +480,17 @@ def run_command(
     *,
     entry: str = "adhoc",
     timeout: float = 300,
+    on_stderr: Callable[[str], None] | None = None,
     **settings,
 ) -> ProgramResult:
     """Run a command in a throw-away container of `image`, collecting its output.
 
+    `on_stderr`, if given, gets each line the command writes to stderr while it runs (progress).
     `settings` are passed to container() (gpus, mounts, shm_size, user, ...).
     """
     with container(image, command, entry=entry, environment={"HOME": "/tmp"}, **settings) as made:
+        followed: list[str] = []
+        follower = _follow_stderr(made, on_stderr, followed) if on_stderr else None
         started = time.monotonic()
         try:
             status = made.wait(timeout=timeout)
@@ -476,7 +505,11 @@ def run_command(
                 f"raise the timeout, or look inside the container with {KEEP_ENV}=1",
             ) from None
         stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        if follower is not None:
+            follower.join(timeout=30)
+            stderr = "".join(followed)
+        else:
+            stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
     return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
 
 

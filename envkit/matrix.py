@@ -371,6 +371,9 @@ def select(
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     spec = None
+    for option, value in (("--torch", torch), ("--cuda", cuda), ("--python", python)):
+        if value is not None and not value.strip():
+            raise BadInput(f"{option} is empty", f"give a value, or leave {option} out")
     if torch:
         text = torch.strip()
         if text[0].isdigit():

@@ -163,3 +163,21 @@ def test_missing_program_in_a_real_image_is_not_called_a_missing_image(base_imag
     assert not isinstance(caught.value, ImageMissing)
     assert "could not start" in caught.value.message
     assert containers_of("noexec-test") == []
+
+
+def test_stderr_lines_are_passed_on_while_the_command_runs(base_image):
+    from envkit import engine
+
+    seen = []
+    script = "echo one >&2; sleep 2; echo two >&2; printf 'tail' >&2; echo report"
+    result = engine.run_command(
+        base_image,
+        ["sh", "-c", script],
+        entry="stream-test",
+        on_stderr=lambda line: seen.append((line, time.monotonic())),
+    )
+    assert result.exit_code == 0
+    assert result.stdout == "report\n"
+    assert result.stderr == "one\ntwo\ntail"
+    assert [line for line, _ in seen] == ["one", "two", "tail"]
+    assert seen[1][1] - seen[0][1] > 1  # "one" arrived before the sleep ended, not at the end

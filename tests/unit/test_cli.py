@@ -139,3 +139,12 @@ def test_live_build_progress_redraws_one_line_on_a_terminal(capsys):
     assert "Collecting torch" not in err  # log lines go to the build log, not the status line
     assert "torch1.4-cuda10: built in 2.50s -> envkit/torch1.4-cuda10:latest" in err
     assert not progress.ticker.is_alive()
+
+
+def test_blank_filters_are_bad_input_not_a_crash():
+    for option in ("--torch", "--cuda", "--python"):
+        for value in ("", "  "):
+            result = invoke("list", option, value)
+            assert result.exit_code == 2, (option, value, result.output)
+            assert f"{option} is empty" in result.output
+            assert "Traceback" not in result.output
