@@ -284,9 +284,9 @@ def _build_or_reuse(
             on_event=(lambda event: on_event(name, event)) if on_event else None,
         )
     result.seconds = time.monotonic() - started
-    if outcome.interrupted:
+    if outcome.interrupted is not None:
         result.status, result.error = "interrupted", "build interrupted"
-        raise KeyboardInterrupt
+        raise outcome.interrupted
     if not outcome.ok:
         result.failing_step, result.tail = outcome.failing_step, outcome.tail
         result.error = f"build of {name} failed" + (

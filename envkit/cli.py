@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -20,7 +21,8 @@ EXIT_CODES = """\b
 Exit codes:
   0  ok
   1  a check or build failed
-  2  bad usage or input (unknown name, unusable matrix file, bad option)"""
+  2  bad usage or input (unknown name, unusable matrix file, bad option)
+  130/143  interrupted (Ctrl-C) / terminated (SIGTERM); nothing is left running"""
 
 
 def _fail(exc: EnvkitError) -> None:
@@ -43,11 +45,22 @@ def handles_errors(func):
             return func(*args, **kwargs)
         except EnvkitError as exc:
             _fail(exc)
+        except Terminated:
+            click.secho("terminated", fg="yellow", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner cancelling a job, `kill`): cleaned up exactly like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def _matrix(ctx: click.Context):
@@ -116,6 +129,8 @@ def main(ctx: click.Context, matrix_path: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["matrix_path"] = matrix_path
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 # ----------------------------------------------------------------------------- the matrix

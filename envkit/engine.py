@@ -7,6 +7,7 @@ through a docker client that speaks BuildKit; everything else goes through the S
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -97,15 +98,33 @@ def _cli_supports_buildkit(path: str) -> bool:
     return bool(major) and int(major.group(1)) < 23
 
 
+def _cli_candidates() -> list[str]:
+    """Executable docker clients, in order of preference ($ENVKIT_DOCKER, PATH, Debian's)."""
+    found = []
+    for path in (os.environ.get(DOCKER_CLI_ENV), shutil.which("docker"), "/usr/bin/docker"):
+        if path and path not in found and os.access(path, os.X_OK):
+            found.append(path)
+    return found
+
+
+def plain_docker_cli() -> str:
+    """Path of any docker client (enough for `docker run`; builds need docker_cli())."""
+    found = _cli_candidates()
+    if not found:
+        raise EngineUnavailable(
+            "no docker client on PATH",
+            f"install the docker CLI (docker-ce-cli or docker.io) or set {DOCKER_CLI_ENV}",
+        )
+    return found[0]
+
+
+@functools.cache
 def docker_cli() -> str:
     """Path of a docker client that can run BuildKit builds (secrets, bind mounts)."""
-    candidates = [os.environ.get(DOCKER_CLI_ENV), shutil.which("docker"), "/usr/bin/docker"]
-    seen = []
-    for path in candidates:
-        if path and path not in seen and os.access(path, os.X_OK):
-            seen.append(path)
-            if _cli_supports_buildkit(path):
-                return path
+    seen = _cli_candidates()
+    for path in seen:
+        if _cli_supports_buildkit(path):
+            return path
     raise EngineUnavailable(
         "no docker client with BuildKit found"
         + (f" (tried {', '.join(seen)})" if seen else " (no docker client on PATH)"),
@@ -181,7 +200,7 @@ class BuildOutcome:
     seconds: float
     failing_step: str | None = None
     tail: list[str] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: KeyboardInterrupt | None = None  # the Ctrl-C (or SIGTERM) that stopped it
 
 
 _STEP = re.compile(r"^#(\d+) \[(?:[\w.-]+ )?(\d+)/(\d+)\] (.*)$")
@@ -260,10 +279,10 @@ def build(
                     output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
                 emit(BuildEvent("log", line))
             code = proc.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             _stop(proc)
             log.write("envkit: interrupted\n")
-            return BuildOutcome(False, None, time.monotonic() - started, interrupted=True)
+            return BuildOutcome(False, None, time.monotonic() - started, interrupted=interrupt)
         finally:
             if proc.poll() is None:
                 _stop(proc)
@@ -453,7 +472,7 @@ def run_program(
 
 
 def _follow_stderr(made, on_line: Callable[[str], None], into: list[str]) -> threading.Thread:
-    """A thread passing each stderr line of a running container to `on_line` as it comes."""
+    """A thread passing each complete stderr line of a running container to `on_line`."""
 
     def follow():
         pending = b""
@@ -465,9 +484,6 @@ def _follow_stderr(made, on_line: Callable[[str], None], into: list[str]) -> thr
                     text = line.decode("utf-8", "replace")
                     into.append(text + "\n")
                     on_line(text)
-        if pending:
-            into.append(pending.decode("utf-8", "replace"))
-            on_line(into[-1])
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
@@ -505,11 +521,15 @@ def run_command(
                 f"raise the timeout, or look inside the container with {KEEP_ENV}=1",
             ) from None
         stdout = made.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
         if follower is not None:
+            # A follow stream can end before the last lines (an unterminated one above all):
+            # pass on whatever the complete log holds beyond what was already seen.
             follower.join(timeout=30)
-            stderr = "".join(followed)
-        else:
-            stderr = made.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            seen = "".join(followed)
+            if stderr.startswith(seen):
+                for line in stderr[len(seen) :].splitlines():
+                    on_stderr(line)
     return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
 
 
@@ -573,7 +593,7 @@ class RunSpec:
 def run_cli_command(spec: RunSpec, name: str) -> list[str]:
     """The docker CLI command line for a RunSpec (a named, labelled, self-removing container)."""
     cmd = [
-        docker_cli(),
+        plain_docker_cli(),
         "run",
         "--rm",
         "--name",
@@ -627,7 +647,9 @@ def run_attached(spec: RunSpec) -> int:
             proc.kill()
         raise
     finally:
-        _remove_by_name(name)
+        # `--rm` normally removed it already; an engine that went away took it along.
+        with contextlib.suppress(EnvkitError):
+            _remove_by_name(name)
 
 
 def _remove_by_name(name: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,15 @@ def pytest_runtest_setup(item):
     """Under CI a missing engine fails every Docker test: .ci/run is meant to start one."""
     if "docker" in item.keywords and os.environ.get("CI") and not _engine_answers():
         pytest.fail("CI must provide a Docker engine (.ci/run starts one); none answers")
+
+
+def interruptible() -> None:
+    """preexec_fn for a child that a test interrupts: Ctrl-C as at a terminal.
+
+    A shell that starts a job in the background (`cmd &`) makes it ignore SIGINT, and Python
+    then never raises KeyboardInterrupt; a user's terminal has the default disposition.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_envkit(*args: str, check: bool = False, timeout: float = 900, **kwargs):

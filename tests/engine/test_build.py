@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CI_MATRIX, DOCKER, cpu_source, envkit_containers, host_ca_bundle, run_envkit
+from conftest import (
+    CI_MATRIX,
+    DOCKER,
+    cpu_source,
+    envkit_containers,
+    host_ca_bundle,
+    interruptible,
+    run_envkit,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -216,6 +224,7 @@ def test_ctrl_c_mid_build_leaves_nothing_behind(base_image, cpu_wheelhouse, tmp_
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        preexec_fn=interruptible,
     )
     seen = []
     for line in proc.stderr:

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import CI_MATRIX, DOCKER, envkit_containers, run_envkit
+from conftest import CI_MATRIX, DOCKER, envkit_containers, interruptible, run_envkit
 
 pytestmark = pytest.mark.docker
 
@@ -83,7 +83,8 @@ def test_dockers_default_shm_is_what_breaks_it(cpu_image, tmp_path):
     assert "shared memory" in out.stderr or "Bus error" in out.stderr, out.stderr[-2000:]
 
 
-def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_and_removes_the_container(cpu_image, tmp_path, sent, code):
     assert envkit_containers() == []
     proc = subprocess.Popen(
         [
@@ -103,6 +104,7 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     for _ in range(60):
         if envkit_containers():
@@ -112,9 +114,9 @@ def test_ctrl_c_stops_and_removes_the_container(cpu_image, tmp_path):
         proc.kill()
         pytest.fail("the container never appeared")
     time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    proc.send_signal(sent)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
     assert envkit_containers() == []
 
 

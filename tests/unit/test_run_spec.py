@@ -1,0 +1,66 @@
+"""The docker command line envkit run builds (the engine itself is tested in tests/engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envkit import engine
+from envkit.errors import BadInput
+from envkit.run import env_items, resolve_gpus
+
+
+@pytest.fixture
+def plain_client(tmp_path, monkeypatch):
+    """A docker client without BuildKit: enough for `docker run`."""
+    path = tmp_path / "docker"
+    path.write_text("#!/bin/sh\nexit 1\n")  # `buildx version` fails, `version` prints nothing
+    path.chmod(0o755)
+    monkeypatch.setenv(engine.DOCKER_CLI_ENV, str(path))
+    return str(path)
+
+
+def spec(**changes) -> engine.RunSpec:
+    fields = {
+        "image": "envkit/torch1.4-cuda10:latest",
+        "command": ("python", "train.py", "--epochs", "3"),
+        "entry": "torch1.4-cuda10",
+        "workdir": Path("/work/project"),
+        "user": "1000:1000",
+    }
+    return engine.RunSpec(**{**fields, **changes})
+
+
+def test_run_needs_no_buildkit_client(plain_client):
+    cmd = engine.run_cli_command(spec(), "envkit-x")
+    assert cmd[:5] == [plain_client, "run", "--rm", "--name", "envkit-x"]
+    assert cmd[-5:] == ["envkit/torch1.4-cuda10:latest", "python", "train.py", "--epochs", "3"]
+    assert "type=bind,source=/work/project,target=/workspace" in cmd
+    assert cmd[cmd.index("--user") + 1] == "1000:1000"
+    assert cmd[cmd.index("--shm-size") + 1] == "8g"
+    assert "--gpus" not in cmd and "--ipc" not in cmd
+
+
+def test_gpu_ipc_env_and_terminal_options(plain_client):
+    cmd = engine.run_cli_command(
+        spec(gpus="0,1", ipc_host=True, env=("A=1",), interactive=True, tty=True), "n"
+    )
+    assert cmd[cmd.index("--gpus") + 1] == '"device=0,1"'
+    assert cmd[cmd.index("--ipc") + 1] == "host" and "--shm-size" not in cmd
+    assert "A=1" in cmd and "--interactive" in cmd and "--tty" in cmd
+    assert engine.run_cli_command(spec(gpus="all"), "n").count("all") == 1
+
+
+def test_gpus_and_env_values_are_checked(monkeypatch):
+    assert resolve_gpus("none") == (None, None)
+    assert resolve_gpus("0,1") == ("0,1", None)
+    with pytest.raises(BadInput, match="--gpus 'everything'"):
+        resolve_gpus("everything")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert env_items(("WANDB_MODE", "X=a=b")) == ("WANDB_MODE=offline", "X=a=b")
+    monkeypatch.delenv("WANDB_MODE")
+    with pytest.raises(BadInput, match="not set in this environment"):
+        env_items(("WANDB_MODE",))
+    with pytest.raises(BadInput, match="is not NAME"):
+        env_items(("1BAD=x",))
