@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from . import facts
+from . import dockerfile, facts
+from .errors import BadInput
 from .matrix import PYTORCH_INDEX, Entry, Matrix, Problem
 
 _PYTHON_BASE = re.compile(r"(?:^|/)python:(\d+\.\d+)")
@@ -155,17 +158,29 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
                 "use a python:*-slim base (the wheel bundles the CUDA runtime) or the devel "
                 "template, which installs the toolkit from NVIDIA's apt repository",
             )
+    pinned = {_pin_name(p) for p in entry.pins}
+    missing: dict[str, list[str]] = {}  # one problem a pin, however many rules want it
     for rule in facts.required_pins(entry.torch, entry.torchvision):
-        name = rule["pin"].split("<")[0].split("=")[0].split(">")[0].strip().lower()
-        if not any(p.lower().replace(" ", "").startswith(name) for p in entry.pins):
-            bad(
-                "pins",
-                f"missing pin {rule['pin']!r}: {rule['why']}",
-                f"add {rule['pin']!r} to pins",
-            )
+        if _pin_name(rule["pin"]) not in pinned:
+            missing.setdefault(rule["pin"], []).append(rule["why"])
+    for pin, whys in missing.items():
+        bad("pins", f"missing pin {pin!r}: {'; '.join(whys)}", f"add {pin!r} to pins")
     if entry.flavour == "devel" and entry.cuda is None:
         bad("flavour", "a devel entry needs a CUDA version (nvcc)", "set cuda or use runtime")
+    if not any(p.severity == "error" for p in out):
+        try:
+            dockerfile.render(entry)  # the template exists and every placeholder is known
+        except BadInput as exc:
+            bad("dockerfile", exc.message, exc.fix)
     return out
+
+
+def _pin_name(pin: str) -> str:
+    """The normalized distribution name of a pin ('NumPy<2' -> 'numpy')."""
+    try:
+        return canonicalize_name(Requirement(pin).name)
+    except InvalidRequirement:
+        return pin.strip().lower()
 
 
 def check(matrix: Matrix) -> list[Problem]:

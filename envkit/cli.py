@@ -25,6 +25,9 @@ Exit codes:
   130/143  interrupted (Ctrl-C) / terminated (SIGTERM); nothing is left running"""
 
 
+TAG_HELP = "Repository prefix the image was built with (after --registry R: R/envkit)."
+
+
 def _fail(exc: EnvkitError) -> None:
     if isinstance(exc, MatrixError):
         for problem in exc.problems:
@@ -558,21 +561,21 @@ def build(
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("ref")
-@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX")
+@click.option(
+    "--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX", help=TAG_HELP
+)
 @click.option("--json", "as_json", is_flag=True, help="Print labels as JSON.")
 @click.pass_context
 @handles_errors
 def inspect(ctx, ref, tag_prefix, as_json):
     """Show the envkit labels of a built image (an entry name or any image reference)."""
     from . import engine
-    from .errors import BadInput
 
     image = ref if ":" in ref or "/" in ref else f"{tag_prefix}/{_matrix(ctx).get(ref).name}"
     if ":" not in image.rsplit("/", 1)[-1]:
         image += ":latest"
-    labels = engine.image_labels(image)
-    if labels is None:
-        raise BadInput(f"no image {image}", "build it with envkit build NAME")
+    engine.require_built(image, ref)
+    labels = engine.image_labels(image) or {}
     ours = {
         k: v
         for k, v in sorted(labels.items())
@@ -635,7 +638,7 @@ def run_options(func):
             default="envkit",
             show_default=True,
             metavar="PREFIX",
-            help="Repository prefix the image was built with.",
+            help=TAG_HELP,
         ),
     ]
     for option in reversed(options):
@@ -775,7 +778,7 @@ Exit codes:
     default="envkit",
     show_default=True,
     metavar="PREFIX",
-    help="Repository prefix the image was built with.",
+    help=TAG_HELP,
 )
 @click.option(
     "--static",
@@ -821,7 +824,9 @@ def doctor(ctx, name, host_probe, tag_prefix, static_only, allow_cpu, as_json):
 @main.command("lock", epilog=EXIT_CODES)
 @click.argument("name")
 @build_options
-@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX")
+@click.option(
+    "--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX", help=TAG_HELP
+)
 @click.option(
     "--out",
     "out_path",
@@ -1002,7 +1007,9 @@ Exit codes: 0 the report's status is ok; 1 it is failed, no_gpu or unsupported_a
     help="Folder for the JSON report and the PNG plots (plots need matplotlib).",
 )
 @click.option("--gpus", default="auto", show_default=True, help="GPUs to attach (as for run).")
-@click.option("--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX")
+@click.option(
+    "--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX", help=TAG_HELP
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report (or comparison) as JSON.")
 @click.pass_context
 @handles_errors

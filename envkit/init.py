@@ -196,7 +196,7 @@ def read_requirements(path: Path, root: Path, found: _Found, seen: set[Path]) ->
         found.pins.extend(_requirement_line(line, f"{name}:{number}"))
 
 
-def _poetry_spec(text: str) -> str:
+def _poetry_spec(text: str, source: str) -> str:
     """A Poetry constraint (^1.4, ~1.4, 1.4.*, >=1,<2, 1.4.0) as a PEP 440 specifier."""
     parts = []
     for part in re.split(r"\s*,\s*|\s+(?=[<>=!~^])", text.strip()):
@@ -204,7 +204,13 @@ def _poetry_spec(text: str) -> str:
             continue
         if part[0] in "^~" and not part.startswith("~="):
             base = part[1:].strip()
-            numbers = [int(n) for n in base.split(".")]
+            try:
+                numbers = list(Version(base).release)  # ^2.0.0rc1 bumps on 2.0.0
+            except InvalidVersion:
+                raise BadInput(
+                    f"{source}: {part!r} is not a Poetry version constraint",
+                    "fix the constraint in that file",
+                ) from None
             if part[0] == "^":
                 # Bump the first non-zero component: ^1.4 -> <2, ^0.5 -> <0.6, ^0.0.3 -> <0.0.4.
                 index = next((i for i, n in enumerate(numbers) if n != 0), len(numbers) - 1)
@@ -231,7 +237,7 @@ def _poetry_pin(name: str, value, source: str) -> list[Pin]:
         text = item.get("version") if isinstance(item, dict) else item
         if not isinstance(text, str):
             return []  # a path, git or url dependency: no version to read
-        alternatives += [_spec(_poetry_spec(alt), source) for alt in text.split("||")]
+        alternatives += [_spec(_poetry_spec(alt, source), source) for alt in text.split("||")]
     return [Pin(package, tuple(alternatives), f"{name} {' | '.join(map(str, values))}", source)]
 
 

@@ -276,3 +276,10 @@ def test_parallel_builds_give_one_result_per_entry(cpu_image, cpu_wheelhouse, tm
     assert results["ci-cpu"]["status"] == "up-to-date"
     assert results["ci-badpin"]["status"] == "failed"
     assert "numpy==0.0.1" in "\n".join(results["ci-badpin"]["tail"])
+
+
+def test_inspect_of_a_missing_image_says_build_it(base_image):
+    out = run_envkit("inspect", "torch1.4-cuda10", "--tag", "envkit-absent")
+    assert out.returncode == 1, out.stderr
+    assert "no image envkit-absent/torch1.4-cuda10:latest" in out.stderr
+    assert "envkit build torch1.4-cuda10" in out.stderr

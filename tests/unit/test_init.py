@@ -159,6 +159,18 @@ def test_poetry_caret_on_zero_major_is_narrow(tmp_path):
     assert chosen(folder) == "torch1.8-cpu"
 
 
+def test_poetry_caret_on_a_prerelease_and_a_bad_constraint(tmp_path):
+    folder = project(
+        tmp_path, **{"pyproject.toml": '[tool.poetry.dependencies]\ntorch = "^1.13.0rc1"\n'}
+    )
+    assert chosen(folder) == "torch1.13-cpu"  # >=1.13.0rc1,<2
+    bad = project(
+        tmp_path / "bad", **{"pyproject.toml": '[tool.poetry.dependencies]\ntorch = "^one.two"\n'}
+    )
+    with pytest.raises(BadInput, match="'\\^one.two' is not a Poetry version constraint"):
+        init_project(bad, MATRIX, NO_GPU, facts=FACTS)
+
+
 def test_setup_py_is_read_without_running_it(tmp_path):
     folder = project(
         tmp_path,

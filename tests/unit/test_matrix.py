@@ -53,6 +53,7 @@ CORPUS = [
     ("rule-base-python.yaml", 1, 8, "has Python 3.8, entry needs 3.7"),
     ("rule-unreleased-torch.yaml", 1, 4, "torch 1.4.3 was never released"),
     ("rule-index.yaml", 1, 3, "the cu92 wheel lives on PyTorch's index"),
+    ("rule-template.yaml", 1, 11, "no Dockerfile template runtme.Dockerfile"),
 ]
 
 
@@ -133,3 +134,35 @@ def test_unquoted_python_310_keeps_its_source_text():
         "    base_image: python:3.10-slim\n"
     )
     assert loaded.get("a").python == "3.10" and loaded.get("a").torch == "1.12.1"
+
+
+TORCH14 = """\
+version: 1
+entries:
+  torch1.4-cuda10:
+    torch: "1.4.0"
+    torchvision: "0.5.0"
+    cuda: "10.1"
+    cudnn: "7.6.3"
+    python: "3.8"
+    base_image: python:3.8-slim-bookworm
+"""
+
+
+@pytest.mark.parametrize(
+    ("pins", "missing"),
+    [
+        (None, True),
+        ('["numpy-financial==1.0.0"]', True),  # another distribution whose name starts alike
+        ('["NumPy < 2"]', False),  # any spelling of the same distribution
+        ('["numpy==1.26.4"]', False),
+    ],
+)
+def test_required_pin_is_matched_by_distribution_name_and_reported_once(tmp_path, pins, missing):
+    path = tmp_path / "matrix.yaml"
+    path.write_text(TORCH14 + (f"    pins: {pins}\n" if pins else ""))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.output.count("missing pin 'numpy<2'") == (1 if missing else 0), result.output
+    assert result.exit_code == (1 if missing else 0), result.output
+    if missing:  # both the torch rule and the torchvision rule are named in the one problem
+        assert "NumPy 1 ABI" in result.output and "pytorch/vision#8460" in result.output
