@@ -30,14 +30,24 @@ def target_name(entry: Entry) -> str:
     return _TARGET.sub("_", entry.name)
 
 
-def engine_base_id(ref: str) -> str | None:
-    """The base image's local id when an engine answers, so tags match `envkit build`'s."""
+def engine_base_ids() -> Callable[[str], str | None]:
+    """A lookup of base image ids (so tags match `envkit build`'s) that asks the engine once a
+    reference, and not again after it failed to answer: bake files are written without one."""
     from . import engine
 
-    try:
-        return engine.image_id(ref)
-    except EngineUnavailable:
-        return None
+    known: dict[str, str | None] = {}
+    reachable = True
+
+    def lookup(ref: str) -> str | None:
+        nonlocal reachable
+        if reachable and ref not in known:
+            try:
+                known[ref] = engine.image_id(ref)
+            except EngineUnavailable:
+                reachable = False
+        return known.get(ref)
+
+    return lookup
 
 
 def bake_definition(
@@ -94,7 +104,7 @@ def write_bake(
     entries: list[Entry],
     options: build.BuildOptions,
     path: Path,
-    base_id: Callable[[str], str | None] = engine_base_id,
+    base_id: Callable[[str], str | None] | None = None,
 ) -> Path:
     """Write the bake file (and its empty context and CA bundle beside it); returns its path."""
     if not entries:
@@ -108,6 +118,10 @@ def write_bake(
         context = folder / EMPTY_CONTEXT
         context.mkdir(exist_ok=True)
     ca_bundle = _write_ca_bundle(options.ca_cert, folder) if options.ca_cert else None
-    data = bake_definition(entries, options, context=context, ca_bundle=ca_bundle, base_id=base_id)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    data = bake_definition(
+        entries, options, context=context, ca_bundle=ca_bundle, base_id=base_id or engine_base_ids()
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a bake file is whole or absent
     return path

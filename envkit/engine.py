@@ -567,8 +567,8 @@ def require_built(ref: str, name: str) -> None:
 def gpu_runtime_available(info: dict | None = None) -> bool:
     """Whether the engine can attach NVIDIA GPUs (nvidia runtime registered or a CDI spec)."""
     info = info if info is not None else engine_info()
-    if "nvidia" in (info.get("Runtimes") or {}):
-        return True
+    if any("nvidia" in name for name in info.get("Runtimes") or {}):
+        return True  # nvidia, nvidia-cdi, nvidia-experimental: as doctor's gpu-runtime check
     cdi_dirs = info.get("CDISpecDirs") or ["/etc/cdi", "/var/run/cdi"]
     return any(Path(d).is_dir() and any(Path(d).glob("*nvidia*")) for d in cdi_dirs)
 

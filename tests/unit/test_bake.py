@@ -99,3 +99,24 @@ def test_shell_expansions_are_escaped_from_bake_interpolation():
     assert literal('FROM ${BASE_IMAGE}\nRUN echo "${A:+x}" %{y} $HOME') == (
         'FROM $${BASE_IMAGE}\nRUN echo "$${A:+x}" %%{y} $HOME'
     )
+
+
+def test_without_an_engine_the_bake_file_is_written_after_one_attempt(tmp_path, monkeypatch):
+    from envkit import engine
+    from envkit.bake import engine_base_ids
+    from envkit.errors import EngineUnavailable
+
+    asked = []
+
+    def unreachable(ref):
+        asked.append(ref)
+        raise EngineUnavailable("no Docker daemon is answering", "start it")
+
+    monkeypatch.setattr(engine, "image_id", unreachable)
+    lookup = engine_base_ids()
+    assert [lookup(ref) for ref in ("a", "b", "a")] == [None, None, None]
+    assert asked == ["a"]
+    entries = matrix.load().entries[:5]
+    path = write_bake(entries, build.BuildOptions(), tmp_path / "docker-bake.json")
+    assert len(json.loads(path.read_text())["target"]) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["docker-bake.json", EMPTY_CONTEXT])
