@@ -100,10 +100,14 @@ def on_host(
     stderr: list[str] = []
 
     def follow():
-        for line in proc.stderr:
+        show = on_progress
+        for line in proc.stderr:  # always drained, or the benchmark would block on a full pipe
             stderr.append(line)
-            if on_progress:
-                on_progress(line.rstrip("\n"))
+            if show:
+                try:
+                    show(line.rstrip("\n"))
+                except Exception:  # e.g. our own stderr closed: stop showing, keep draining
+                    show = None
 
     readers = [
         threading.Thread(target=follow, daemon=True),

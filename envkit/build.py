@@ -360,6 +360,7 @@ def build_many(
 ) -> list[BuildResult]:
     """Build entries, `jobs` at a time; one failing entry does not stop the others."""
     check_options(options)
+    engine.allow_builds()
     lock = threading.Lock()
 
     def one(entry: Entry) -> BuildResult:

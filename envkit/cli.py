@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import EnvkitError, MatrixError
+from .errors import EnvkitError, MatrixError, Terminated
 from .table import format_table
 
 EXIT_CODES = """\b
@@ -58,12 +58,29 @@ def handles_errors(func):
     return wrapper
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI runner cancelling a job, `kill`): cleaned up exactly like Ctrl-C."""
+def _interrupted(signum, frame):
+    """The first Ctrl-C or SIGTERM starts the cleanup; later ones may not cut it short (a
+    cancelled CI job gets SIGINT, then SIGTERM a few seconds later). Cleanup is bounded:
+    containers get 5 s to stop, build clients 20 s."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _catch_interrupts(ctx: click.Context) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if before[signal.SIGINT] == signal.SIG_IGN:
+        del before[signal.SIGINT]  # started in the background (`cmd &`): leave it ignored
+    for sig in before:
+        signal.signal(sig, _interrupted)
+
+    def restore():
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+    ctx.call_on_close(restore)
 
 
 def _matrix(ctx: click.Context):
@@ -132,8 +149,7 @@ def main(ctx: click.Context, matrix_path: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["matrix_path"] = matrix_path
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    _catch_interrupts(ctx)
 
 
 # ----------------------------------------------------------------------------- the matrix
@@ -574,7 +590,7 @@ def inspect(ctx, ref, tag_prefix, as_json):
     image = ref if ":" in ref or "/" in ref else f"{tag_prefix}/{_matrix(ctx).get(ref).name}"
     if ":" not in image.rsplit("/", 1)[-1]:
         image += ":latest"
-    engine.require_built(image, ref)
+    engine.require_built(image, ref if image.startswith(f"{tag_prefix}/{ref}:") else "NAME")
     labels = engine.image_labels(image) or {}
     ours = {
         k: v
@@ -986,8 +1002,9 @@ def bake(
 
 @main.command(
     epilog="""\b
-Exit codes: 0 the report's status is ok; 1 it is failed, no_gpu or unsupported_arch;
-2 bad usage, or a report given to compare that is missing or malformed.
+Exit codes: 0 the report's status is ok; 1 it is failed, no_gpu or unsupported_arch, or the
+benchmark printed no report or ran past its time limit (1 hour); 2 bad usage, or a report
+given to compare that is missing or malformed.
 
 \b
   envkit bench NAME [--quick]        in NAME's built image (GPUs attached when available)

@@ -1368,7 +1368,7 @@ def _probe_in_image(
                 Check(
                     "image",
                     "fail",
-                    f"the container could not start: {message}",
+                    message,  # says itself whether the container did not start or what broke
                     (explained[1] if explained else None) or exc.fix,
                 )
             ]
@@ -1385,7 +1385,7 @@ def _probe_in_image(
             return out + [_probe_timed_out(timeout, False)]
         except EnvkitError as again:
             return out + [
-                Check("image", "fail", f"the container could not start: {again.message}", again.fix)
+                Check("image", "fail", again.message, again.fix)
             ]
     else:
         if want_gpus:

@@ -27,6 +27,7 @@ from .errors import (
     EnvkitError,
     ImageMissing,
     ProgramTimedOut,
+    Terminated,
 )
 
 LABEL = "io.envkit"  # every container envkit starts carries this label
@@ -34,6 +35,8 @@ KEEP_ENV = "ENVKIT_KEEP_CONTAINERS"  # set to 1 to keep containers for debugging
 DOCKER_CLI_ENV = "ENVKIT_DOCKER"  # path of a BuildKit-capable docker client
 _CLIENT = None
 _RUNNING_BUILDS: set = set()  # build clients in flight, so an interrupt can cancel them all
+_BUILDS_LOCK = threading.Lock()
+_CANCELLED = threading.Event()  # set once builds are cancelled: no new one starts
 
 
 def _explain_connect_error(exc: Exception) -> EngineUnavailable:
@@ -80,11 +83,13 @@ def engine_info() -> dict:
 # ---------------------------------------------------------------------------- the docker CLI
 
 
-def _cli_supports_buildkit(path: str) -> bool:
+def _buildkit_kind(path: str) -> str | None:
+    """How a docker client builds with BuildKit: "buildx" (the plugin), "builtin" (clients
+    before 23.0 carry BuildKit themselves), or None when it cannot."""
     try:
         buildx = subprocess.run([path, "buildx", "version"], capture_output=True, timeout=20)
         if buildx.returncode == 0:
-            return True
+            return "buildx"
         version = subprocess.run(
             [path, "version", "--format", "{{.Client.Version}}"],
             capture_output=True,
@@ -92,10 +97,9 @@ def _cli_supports_buildkit(path: str) -> bool:
             timeout=20,
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    # Clients before 23.0 carry BuildKit themselves; later ones need the buildx plugin.
+        return None
     major = re.match(r"(\d+)\.", version)
-    return bool(major) and int(major.group(1)) < 23
+    return "builtin" if major and int(major.group(1)) < 23 else None
 
 
 def _cli_candidates() -> list[str]:
@@ -108,7 +112,7 @@ def _cli_candidates() -> list[str]:
 
 
 def plain_docker_cli() -> str:
-    """Path of any docker client (enough for `docker run`; builds need docker_cli())."""
+    """Path of any docker client (enough for `docker run`; builds need build_command())."""
     found = _cli_candidates()
     if not found:
         raise EngineUnavailable(
@@ -118,13 +122,21 @@ def plain_docker_cli() -> str:
     return found[0]
 
 
+def build_command() -> list[str]:
+    """The start of a build command line for a docker client that can run BuildKit builds
+    (secrets, cache mounts): `docker buildx build --load`, or `docker build` on old clients."""
+    path, kind = _buildkit_cli(os.environ.get(DOCKER_CLI_ENV), os.environ.get("PATH"))
+    return [path, "buildx", "build", "--load"] if kind == "buildx" else [path, "build"]
+
+
 @functools.cache
-def docker_cli() -> str:
-    """Path of a docker client that can run BuildKit builds (secrets, bind mounts)."""
+def _buildkit_cli(chosen: str | None, search_path: str | None) -> tuple[str, str]:
+    """The first BuildKit-capable client and its kind, asked once per $ENVKIT_DOCKER and $PATH."""
     seen = _cli_candidates()
     for path in seen:
-        if _cli_supports_buildkit(path):
-            return path
+        kind = _buildkit_kind(path)
+        if kind:
+            return path, kind
     raise EngineUnavailable(
         "no docker client with BuildKit found"
         + (f" (tried {', '.join(seen)})" if seen else " (no docker client on PATH)"),
@@ -222,9 +234,7 @@ def build(
     on_event: Callable[[BuildEvent], None] | None = None,
 ) -> BuildOutcome:
     """Run one BuildKit build, streaming events and writing the full log to `log_path`."""
-    cli = docker_cli()
-    uses_buildx = subprocess.run([cli, "buildx", "version"], capture_output=True).returncode == 0
-    cmd = [cli, "buildx", "build", "--load"] if uses_buildx else [cli, "build"]
+    cmd = build_command()
     iidfile = log_path.with_suffix(".iid")
     cmd += ["--progress=plain", "--file", str(dockerfile), "--iidfile", str(iidfile)]
     for tag in tags:
@@ -250,16 +260,20 @@ def build(
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            errors="replace",
-            start_new_session=True,
-        )
-        _RUNNING_BUILDS.add(proc)
+        with _BUILDS_LOCK:
+            if _CANCELLED.is_set():  # interrupted while this build was being prepared
+                log.write("envkit: interrupted before the build started\n")
+                return BuildOutcome(False, None, 0.0, interrupted=KeyboardInterrupt())
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                errors="replace",
+                start_new_session=True,
+            )
+            _RUNNING_BUILDS.add(proc)
         try:
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
@@ -300,9 +314,17 @@ def build(
     return BuildOutcome(False, None, seconds, None, all_lines[-25:])
 
 
+def allow_builds() -> None:
+    """Undo cancel_builds() for a new batch (a process may build again after an interrupt)."""
+    _CANCELLED.clear()
+
+
 def cancel_builds() -> None:
-    """Cancel every build in flight (called when the user interrupts parallel builds)."""
-    for proc in list(_RUNNING_BUILDS):
+    """Cancel every build in flight, and any about to start (the user interrupted --jobs)."""
+    with _BUILDS_LOCK:
+        _CANCELLED.set()
+        running = list(_RUNNING_BUILDS)
+    for proc in running:
         _stop(proc)
 
 
@@ -404,13 +426,30 @@ def container(
             _remove(made)
 
 
+def docker_errors():
+    """The docker SDK's error module (imported when first needed)."""
+    import docker
+
+    return docker.errors
+
+
+def _cleanup_errors() -> tuple:
+    """What cleaning up may raise without hiding the failure that led to it: the engine's
+    refusals, and the connection errors of an engine that went away."""
+    import docker
+    import requests
+
+    return (docker.errors.APIError, requests.exceptions.RequestException)
+
+
 def _remove(made) -> None:
     """Stop, then force-remove, then wait until the engine no longer lists the container."""
     import docker
 
-    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+    quiet = _cleanup_errors()
+    with contextlib.suppress(*quiet):
         made.stop(timeout=5)
-    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+    with contextlib.suppress(*quiet):
         made.remove(force=True)
     # A --rm container may already be mid-removal (409 above); wait for the engine to finish.
     for _ in range(50):
@@ -418,6 +457,8 @@ def _remove(made) -> None:
             made.reload()
         except docker.errors.NotFound:
             return
+        except quiet:
+            return  # the engine is gone, and its containers with it
         time.sleep(0.2)
 
 
@@ -511,6 +552,11 @@ def run_command(
         try:
             status = made.wait(timeout=timeout)
         except Exception as exc:  # requests raises its own timeout and connection types
+            if isinstance(exc, docker_errors().NotFound):
+                raise EnvkitError(
+                    f"the container running {' '.join(command)} was removed while it ran",
+                    "something else removed it (`envkit clean` in another shell?); run again",
+                ) from None
             if time.monotonic() - started < timeout:
                 raise EngineUnavailable(
                     f"lost the Docker engine while {' '.join(command)} ran: {exc}",
@@ -637,10 +683,12 @@ def run_attached(spec: RunSpec) -> int:
     proc = subprocess.Popen(cmd)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        # Pass the interrupt on (the client proxies it into the container), give it a moment.
+    except KeyboardInterrupt as interrupt:
+        # Pass the signal on (the client proxies it into the container), give it a moment:
+        # SIGTERM stays SIGTERM, so programs that checkpoint on it still do.
+        sent = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sent)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -653,10 +701,8 @@ def run_attached(spec: RunSpec) -> int:
 
 
 def _remove_by_name(name: str) -> None:
-    import docker
-
     try:
         made = client().containers.get(name)
-    except docker.errors.NotFound:
+    except _cleanup_errors():  # NotFound (the usual case: --rm removed it) or no engine
         return
     _remove(made)

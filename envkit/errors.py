@@ -58,3 +58,7 @@ class BuildFailed(EnvkitError):
 
 class CheckFailed(EnvkitError):
     """A check (doctor, bench gate, lock comparison) failed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner cancelling a job, `kill`): cleaned up exactly like Ctrl-C."""

@@ -98,9 +98,24 @@ def read_lock(path: Path) -> Lock:
         )
     data.pop("schema")
     try:
-        return Lock(**data)
+        made = Lock(**data)
     except TypeError as exc:
         raise BadInput(f"{path}: {exc}", "regenerate it with `envkit lock NAME`") from None
+    texts = ("entry", "image_id", "content_tag", "base_image")
+    wrong = [key for key in texts if not isinstance(getattr(made, key), str)]
+    if not isinstance(made.base_image_digest, (str, type(None))):
+        wrong.append("base_image_digest")
+    packages = made.packages
+    if not isinstance(packages, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in packages.items()
+    ):
+        wrong.append("packages")
+    if wrong:
+        raise BadInput(
+            f"{path}: wrong type for {', '.join(wrong)}",
+            "regenerate it with `envkit lock NAME` (packages is an object of name: version)",
+        )
+    return made
 
 
 def differences(locked: dict[str, str], built: dict[str, str]) -> list[str]:
@@ -131,6 +146,8 @@ def build_locked(
     _, _, digest = builder.plan(entry, options)
     repo = builder.repository(entry.name, options)
     if digest == lock.content_tag and engine.image_id(f"{repo}:{digest}") == lock.image_id:
+        if engine.image_id(f"{repo}:latest") != lock.image_id:
+            engine.tag_image(lock.image_id, repo, "latest")  # another build had moved it
         result = builder.BuildResult(entry.name, "up-to-date", repo, digest, image_id=lock.image_id)
         builder.push_result(result, options)
         return result

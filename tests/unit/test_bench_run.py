@@ -51,3 +51,20 @@ def test_missing_torch_is_named(tmp_path):
     )
     with pytest.raises(CheckFailed, match="torch is not importable"):
         bench_run.on_host(tmp_path / "out", quick=True, python=python)
+
+
+def test_a_failing_progress_printer_does_not_stall_the_benchmark(tmp_path):
+    # 20,000 lines overflow any pipe buffer: if the reader stopped, the benchmark would block.
+    python = fake_python(
+        tmp_path,
+        'i=0; while [ $i -lt 20000 ]; do echo "[bench] line $i" >&2; i=$((i+1)); done\n'
+        'echo \'{"status": "ok"}\'\n',
+    )
+
+    def broken(line):
+        raise BrokenPipeError("stderr is closed")
+
+    doc = bench_run.on_host(
+        tmp_path / "out", quick=True, python=python, on_progress=broken, timeout=60
+    )
+    assert doc == {"status": "ok"}

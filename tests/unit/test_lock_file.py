@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -75,3 +77,23 @@ def test_unusable_build_options_exit_2_before_the_engine(tmp_path, args, problem
         assert problem in out.output
     out = invoke("lock", "torch2.13-cpu", *args)
     assert out.exit_code == 2 and problem in out.output
+
+
+def test_lock_fields_of_the_wrong_type_are_bad_input(tmp_path):
+    good = lock.Lock("e", "sha256:1", "abc", "base", None, {"torch": "2.13.0"})
+    data = json.loads(good.to_json())
+    for key, value in [("packages", []), ("packages", {"torch": 2}), ("entry", 3)]:
+        path = tmp_path / f"{key}.lock"
+        path.write_text(json.dumps({**data, key: value}))
+        with pytest.raises(BadInput, match=f"wrong type for {key}"):
+            lock.read_lock(path)
+
+
+def test_check_options_refuses_a_wheelhouse_that_is_not_a_folder(tmp_path):
+    from envkit import build
+
+    for missing in (tmp_path / "absent", tmp_path / "file.whl"):
+        if missing.suffix:
+            missing.write_text("")
+        with pytest.raises(BadInput, match="is not a folder"):
+            build.check_options(build.BuildOptions(wheelhouse=missing))
