@@ -116,11 +116,29 @@ def entry_filters(func):
 def _select(ctx, torch_spec, cuda, python, flavour, names=()):
     from . import matrix
 
+    from .errors import BadInput
+
     loaded = _matrix(ctx)
     chosen = tuple(loaded.get(n).name for n in names)
-    return loaded, matrix.select(
+    selected = matrix.select(
         loaded.entries, torch=torch_spec, cuda=cuda, python=python, flavour=flavour, names=chosen
     )
+    if not selected:
+        given = [
+            f"{option} {value}"
+            for option, value in (
+                ("--torch", torch_spec),
+                ("--cuda", cuda),
+                ("--python", python),
+                ("--flavour", flavour),
+            )
+            if value
+        ]
+        raise BadInput(
+            f"no entry matches {' '.join(given) or 'the names given'}",
+            "see `envkit list` for the entries there are, and loosen a filter",
+        )
+    return loaded, selected
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})

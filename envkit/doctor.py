@@ -1315,8 +1315,10 @@ def run_doctor(
 
     if allow_cpu:
         # The user accepts a CPU-only result: missing GPUs are worth a warning, not a failure.
+        # A host with no NVIDIA driver at all is a CPU host too; a driver too old is not.
+        gpu_only = _GPU_ONLY_CHECKS + (("driver-for-cuda",) if driver is None else ())
         checks[:] = [
-            replace(c, status="warn") if c.id in _GPU_ONLY_CHECKS and c.status == "fail" else c
+            replace(c, status="warn") if c.id in gpu_only and c.status == "fail" else c
             for c in checks
         ]
     report.ok = not any(c.status == "fail" for c in checks)

@@ -349,11 +349,13 @@ def _cuda_matches(entry: Entry, wanted: str) -> bool:
         return entry.cuda is None
     if entry.cuda is None:
         return False
-    wanted = wanted.removeprefix("cu").removeprefix("da")
+    tag = wanted.startswith("cu") and not wanted.startswith("cuda")  # cu101, cu92: wheel tags
+    wanted = wanted.removeprefix("cuda").removeprefix("cu")
     if "." in wanted:
         return entry.cuda == wanted
-    # "10" selects every 10.x; "101" is the wheel-tag spelling of 10.1
-    if len(wanted) >= 3:
+    # "10" selects every 10.x; "101" and "92" are wheel-tag spellings of 10.1 and 9.2
+    # (no CUDA major is 20 or more, so two digits from 20 up can only be a tag).
+    if tag or len(wanted) >= 3 or (wanted.isdigit() and int(wanted) >= 20):
         return entry.variant == "cu" + wanted
     return entry.cuda.split(".")[0] == wanted
 
@@ -374,6 +376,10 @@ def select(
     for option, value in (("--torch", torch), ("--cuda", cuda), ("--python", python)):
         if value is not None and not value.strip():
             raise BadInput(f"{option} is empty", f"give a value, or leave {option} out")
+    if python is not None and not re.fullmatch(r"\d+\.\d+", python.strip()):
+        raise BadInput(f"--python {python!r} is not a version like 3.8", "give major.minor")
+    if python is not None:
+        python = python.strip()
     if torch:
         text = torch.strip()
         if text[0].isdigit():

@@ -148,3 +148,24 @@ def test_blank_filters_are_bad_input_not_a_crash():
             assert result.exit_code == 2, (option, value, result.output)
             assert f"{option} is empty" in result.output
             assert "Traceback" not in result.output
+
+
+def test_cuda_filter_spellings():
+    def cudas(value):
+        result = invoke("list", "--cuda", value, "--json")
+        assert result.exit_code == 0, result.output
+        return sorted({e["cuda"] for e in json.loads(result.output)})
+
+    assert cudas("cu92") == cudas("92") == cudas("9.2") == ["9.2"]
+    assert cudas("cu101") == cudas("101") == ["10.1"]
+    assert cudas("10") == cudas("cuda10") == ["10.0", "10.1", "10.2"]
+
+
+def test_filters_that_match_nothing_or_are_malformed_exit_2():
+    for args in (["list", "--cuda", "99"], ["matrix", "--cuda", "8.0", "--python", "3.6"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert "no entry matches" in result.output and "--cuda" in result.output
+    for value in ("3.x", "3.8.10", "three"):
+        result = invoke("list", "--python", value)
+        assert result.exit_code == 2 and "is not a version like 3.8" in result.output

@@ -16,7 +16,7 @@ import os
 import stat
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -783,6 +783,35 @@ def test_orchestrator_cuda_entry_on_cpu_host_still_checks_the_image():
     assert "no NVIDIA GPU on this host" in checks["cuda"].detail
     # No CPU entry as new as torch 2.14 exists, so the nearest older ones are offered.
     assert report.suggestions == [TORCH213_CPU.name, TORCH113_CPU.name]
+
+
+def test_allow_cpu_accepts_a_cuda_entry_on_a_host_without_a_driver():
+    """What the shipped CI workflow runs on GPU-less runners for every CUDA entry."""
+    report = doctor.run_doctor(
+        TORCH214,
+        engine=FakeEngine(outputs=[probe_result("cuda13-container-torch2.14-nogpu.json")]),
+        host=CPU_HOST,
+        all_entries=ALL,
+        allow_cpu=True,
+    )
+    checks = by_id(report.checks)
+    assert report.ok is True, [c for c in report.checks if c.status == "fail"]
+    assert checks["driver-for-cuda"].status == "warn"
+    assert checks["cuda"].status == "warn"
+    assert checks["torch"].status == "pass"
+
+
+def test_allow_cpu_does_not_excuse_a_driver_that_is_too_old():
+    old_driver = replace(H100_HOST, proc_driver_text=PROC_550.replace("550.", "410."))
+    report = doctor.run_doctor(
+        TORCH214,
+        engine=FakeEngine(outputs=[probe_result("cuda13-container-torch2.14-nogpu.json")]),
+        host=replace(old_driver, nvidia_smi_output=H100.replace("550.", "410.")),
+        all_entries=ALL,
+        allow_cpu=True,
+    )
+    assert by_id(report.checks)["driver-for-cuda"].status == "fail"
+    assert report.ok is False
 
 
 def test_orchestrator_gpu_host_without_runtime_does_not_request_gpus():
