@@ -115,7 +115,6 @@ def entry_filters(func):
 
 def _select(ctx, torch_spec, cuda, python, flavour, names=()):
     from . import matrix
-
     from .errors import BadInput
 
     loaded = _matrix(ctx)

@@ -252,7 +252,7 @@ def _toml(path: Path) -> dict:
                 f"reading {path.name} needs Python 3.11+ or the tomli package", "pip install tomli"
             ) from None
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8", errors="replace"))
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{path}: not valid TOML: {exc}", "fix the file's syntax") from None
 
@@ -269,24 +269,41 @@ def _line_of(text: str, needle: str) -> int:
 def read_pyproject(path: Path, root: Path, found: _Found) -> None:
     """Pins from [project], [dependency-groups] and [tool.poetry]."""
     data = _toml(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8", errors="replace")
     name = _relative(path, root)
-    project = data.get("project") or {}
-    lists = [project.get("dependencies") or []]
-    lists += list((project.get("optional-dependencies") or {}).values())
-    lists += [g for g in (data.get("dependency-groups") or {}).values() if isinstance(g, list)]
+
+    def shaped(value, kind: type, where: str):
+        """`value` when it has the type the spec gives it; a note and an empty one otherwise."""
+        if value is None:
+            return kind()
+        if not isinstance(value, kind):
+            shape = "table" if kind is dict else "array"  # TOML's words
+            found.notes.append(f"{name}: {where} is not a {shape}, not read")
+            return kind()
+        return value
+
+    project = shaped(data.get("project"), dict, "[project]")
+    lists = [shaped(project.get("dependencies"), list, "project.dependencies")]
+    optional = shaped(project.get("optional-dependencies"), dict, "project.optional-dependencies")
+    lists += [shaped(v, list, f"optional-dependencies.{k}") for k, v in optional.items()]
+    groups = shaped(data.get("dependency-groups"), dict, "[dependency-groups]")
+    lists += [g for g in groups.values() if isinstance(g, list)]
     for items in lists:
         for item in items:
             if isinstance(item, str):
                 source = f"{name}:{_line_of(text, item)}"
                 found.pins.extend(_requirement_line(item, source))
     python = project.get("requires-python")
-    if python:
+    if isinstance(python, str) and python:
         source = f"{name}:{_line_of(text, 'requires-python')}"
         found.pins.append(Pin("python", (_spec(python, source),), f"python{python}", source))
-    poetry = (data.get("tool") or {}).get("poetry") or {}
-    tables = [poetry.get("dependencies") or {}]
-    tables += [(g or {}).get("dependencies") or {} for g in (poetry.get("group") or {}).values()]
+    tool = shaped(data.get("tool"), dict, "[tool]")
+    poetry = shaped(tool.get("poetry"), dict, "[tool.poetry]")
+    tables = [shaped(poetry.get("dependencies"), dict, "tool.poetry.dependencies")]
+    poetry_groups = shaped(poetry.get("group"), dict, "tool.poetry.group")
+    for group, table in poetry_groups.items():
+        table = shaped(table, dict, f"tool.poetry.group.{group}")
+        tables.append(shaped(table.get("dependencies"), dict, f"group.{group}.dependencies"))
     for table in tables:
         for package, value in table.items():
             source = f"{name}:{_line_of(text, package)}"
@@ -389,7 +406,8 @@ def read_environment_yml(path: Path, root: Path, found: _Found) -> None:
     """Pins from a conda environment file, its pip: section included."""
     name = _relative(path, root)
     try:
-        root_node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        root_node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         found.notes.append(f"{name}: not valid YAML ({exc}), not read")
         return
@@ -443,7 +461,10 @@ def find_pins(directory: str | Path) -> tuple[list[Pin], list[str], dict[str, bo
     root = Path(directory)
     found = _Found()
     seen: set[Path] = set()
-    requirement_files = [root / "requirements.txt", *sorted(root.glob("requirements/*.txt"))]
+    requirement_files = [
+        *sorted(root.glob("requirements*.txt")),  # requirements.txt, requirements-dev.txt, ...
+        *sorted(root.glob("requirements/*.txt")),
+    ]
     for path in requirement_files:
         read_requirements(path, root, found, seen)
     readers = [

@@ -263,6 +263,12 @@ class _Reader:
             line = mark.line + 1 if mark else 1
             self.problem(line, f"YAML syntax error: {exc.problem or exc}", "fix the YAML syntax")
             return []
+        except yaml.YAMLError as exc:  # ReaderError: a control character YAML does not allow
+            position = getattr(exc, "position", None)
+            line = text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
+            reason = str(exc).splitlines()[0]
+            self.problem(line, f"not readable as YAML: {reason}", "remove the control character")
+            return []
         if root is None:
             self.problem(1, "the matrix file is empty", "add an `entries:` mapping")
             return []
@@ -338,7 +344,13 @@ def load(path: str | Path | None = None) -> Matrix:
     except OSError as exc:
         raise MatrixError(
             [Problem(str(path), 0, f"cannot read matrix file: {exc.strerror or exc}")],
-            "pass an existing file with --matrix",
+            "pass an existing, readable matrix file",
+        ) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise MatrixError(
+            [Problem(str(path), line, f"not UTF-8 text (byte {exc.object[exc.start]:#04x})")],
+            "save the matrix file as UTF-8",
         ) from None
     return parse(text, str(path))
 

@@ -354,3 +354,42 @@ def test_real_facts_keep_torch_1_4_cuda_10_1_on_driver_450(tmp_path):
         tmp_path, **{"environment.yml": "dependencies: [pytorch=1.4, cudatoolkit=10.1]\n"}
     )
     assert init_project(folder, MATRIX, V100_450).entry.name == "torch1.4-cuda10"
+
+
+def test_requirements_star_files_at_the_top_are_read(tmp_path):
+    folder = project(tmp_path, **{"requirements-dev.txt": "pytest\ntorch==1.8.1\n"})
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    assert choice.entry.name == "torch1.8-cpu"
+    assert "found torch==1.8.1 (requirements-dev.txt:2)" in choice.explanation
+
+
+def test_files_not_in_utf8_are_still_read(tmp_path):
+    pyproject = tmp_path / "a" / "pyproject.toml"
+    pyproject.parent.mkdir()
+    pyproject.write_bytes(b'[project]\nname = "caf\xe9"\ndependencies = ["torch==1.8.1"]\n')
+    assert chosen(pyproject.parent) == "torch1.8-cpu"
+    environment = tmp_path / "b" / "environment.yml"
+    environment.parent.mkdir()
+    environment.write_bytes(b"name: caf\xe9\ndependencies:\n  - pytorch=1.8.1\n")
+    assert chosen(environment.parent) == "torch1.8-cpu"
+
+
+def test_pyproject_tables_of_the_wrong_shape_are_noted_not_fatal(tmp_path):
+    folder = project(
+        tmp_path,
+        **{
+            "pyproject.toml": """
+                [project]
+                name = "x"
+                optional-dependencies = ["torch"]
+                dependencies = ["torch==1.8.1"]
+                [tool]
+                poetry = "not a table"
+            """
+        },
+    )
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    assert choice.entry.name == "torch1.8-cpu"
+    text = "\n".join(choice.explanation)
+    assert "project.optional-dependencies is not a table, not read" in text
+    assert "[tool.poetry] is not a table, not read" in text

@@ -54,6 +54,8 @@ CORPUS = [
     ("rule-unreleased-torch.yaml", 1, 4, "torch 1.4.3 was never released"),
     ("rule-index.yaml", 1, 3, "the cu92 wheel lives on PyTorch's index"),
     ("rule-template.yaml", 1, 11, "no Dockerfile template runtme.Dockerfile"),
+    ("not-utf8.yaml", 2, 5, "not UTF-8 text (byte 0xe9)"),
+    ("control-character.yaml", 2, 4, "control characters are not allowed"),
 ]
 
 
