@@ -111,7 +111,12 @@ def write_bake(
         raise BadInput("no entry matches", "see envkit list")
     path = path.resolve()
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(
+            f"cannot make folder {folder}: {exc.strerror or exc}", "pick another --output"
+        ) from None
     if options.wheelhouse:
         context = options.wheelhouse.resolve()
     else:

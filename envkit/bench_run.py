@@ -15,6 +15,15 @@ from .errors import BadInput, CheckFailed, ProgramTimedOut
 Progress = Callable[[str], None]  # gets each progress line bench.py writes to stderr
 
 
+def _out_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(
+            f"cannot make folder {out_dir}: {exc.strerror or exc}", "pick another --out"
+        ) from None
+
+
 def program_args(*, quick: bool, device: str, out_name: str, data: str | None) -> list[str]:
     """Command-line arguments for bench.py."""
     args = ["--device", device, "--out", out_name]
@@ -48,7 +57,7 @@ def in_image(
 ) -> dict:
     """Run bench.py in a throw-away container of `image`; the report lands in `out_dir`."""
     program, data = bench.program_files()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _out_folder(out_dir)
     args = program_args(
         quick=quick,
         device="auto",
@@ -81,7 +90,7 @@ def on_host(
 ) -> dict:
     """Run bench.py with this host's Python (and its torch)."""
     program, data = bench.program_files()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _out_folder(out_dir)
     args = program_args(
         quick=quick, device=device, out_name=str(out_dir / "bench-host.json"), data=data
     )

@@ -1386,9 +1386,7 @@ def _probe_in_image(
         except ProgramTimedOut:
             return out + [_probe_timed_out(timeout, False)]
         except EnvkitError as again:
-            return out + [
-                Check("image", "fail", again.message, again.fix)
-            ]
+            return out + [Check("image", "fail", again.message, again.fix)]
     else:
         if want_gpus:
             out.append(Check("gpu-attach", "pass", "GPUs attached to the container (--gpus all)"))

@@ -48,6 +48,11 @@ def validate_bench(doc, source: str = "bench report") -> dict:
         missing = [k for k in _ROW_FIELDS if k not in row]
         if missing:
             raise _bad(source, f"throughput[{i}] lacks {', '.join(missing)}")
+        if not isinstance(row["batch"], int) or isinstance(row["batch"], bool):
+            raise _bad(source, f"throughput[{i}].batch is {row['batch']!r}, not a whole number")
+        for key in ("model", "precision"):
+            if not isinstance(row[key], str):
+                raise _bad(source, f"throughput[{i}].{key} is {row[key]!r}, not text")
     conv = doc.get("convergence")
     if conv is not None:
         if not isinstance(conv, dict):
@@ -64,9 +69,10 @@ def load_bench(path) -> dict:
     """Read and validate a bench report file."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror or exc}", "check the path") from exc
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise BadInput(f"cannot read {path}: {reason}", "check the path") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

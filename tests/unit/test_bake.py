@@ -120,3 +120,10 @@ def test_without_an_engine_the_bake_file_is_written_after_one_attempt(tmp_path, 
     path = write_bake(entries, build.BuildOptions(), tmp_path / "docker-bake.json")
     assert len(json.loads(path.read_text())["target"]) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["docker-bake.json", EMPTY_CONTEXT])
+
+
+def test_bake_output_under_a_file_is_bad_input(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(BadInput, match="cannot make folder"):
+        write_bake(matrix.load().entries[:1], build.BuildOptions(), blocker / "docker-bake.json")

@@ -68,3 +68,10 @@ def test_a_failing_progress_printer_does_not_stall_the_benchmark(tmp_path):
         tmp_path / "out", quick=True, python=python, on_progress=broken, timeout=60
     )
     assert doc == {"status": "ok"}
+
+
+def test_an_out_folder_that_cannot_be_made_is_bad_input(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(BadInput, match="cannot make folder"):
+        bench_run.on_host(blocker / "sub", quick=True, python=fake_python(tmp_path, "exit 0\n"))

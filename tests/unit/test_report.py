@@ -147,6 +147,18 @@ def test_render_bench_of_a_failed_run(adam_convergence):
     assert "failed checks: convergence.accuracy" in text and "FAIL" in text
 
 
+ROW = {
+    "model": "resnet18",
+    "precision": "fp32",
+    "channels_last": False,
+    "batch": 8,
+    "images_per_s": 10.0,
+    "ms_per_step": 800.0,
+    "peak_mem_mb": None,
+    "oom": False,
+}
+
+
 @pytest.mark.parametrize(
     "doc,problem",
     [
@@ -156,6 +168,9 @@ def test_render_bench_of_a_failed_run(adam_convergence):
         ({"schema": 1, "status": "ok", "throughput": {}}, "not a list"),
         ({"schema": 1, "status": "ok", "throughput": [{"model": "x"}]}, "lacks precision"),
         ({"schema": 1, "status": "ok", "convergence": {"accuracy": 1}}, "convergence lacks"),
+        ({"schema": 1, "status": "ok", "throughput": [ROW | {"batch": None}]}, "not a whole"),
+        ({"schema": 1, "status": "ok", "throughput": [ROW | {"batch": "x"}]}, "not a whole"),
+        ({"schema": 1, "status": "ok", "throughput": [ROW | {"model": 18}]}, "model is 18"),
     ],
 )
 def test_malformed_reports_are_bad_input(doc, problem):
@@ -171,6 +186,10 @@ def test_load_bench_rejects_invalid_json(tmp_path):
         report.load_bench(path)
     with pytest.raises(BadInput, match="cannot read"):
         report.load_bench(tmp_path / "absent.json")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"schema": 1, "status": "caf\xe9"}')
+    with pytest.raises(BadInput, match="cannot read"):
+        report.load_bench(latin)
 
 
 @pytest.mark.torch
