@@ -10,7 +10,7 @@ from packaging.version import Version
 
 from . import dockerfile, facts
 from .errors import BadInput
-from .matrix import PYTORCH_INDEX, Entry, Matrix, Problem
+from .matrix import FLAVOURS, PYTORCH_INDEX, Entry, Matrix, Problem
 
 _PYTHON_BASE = re.compile(r"(?:^|/)python:(\d+\.\d+)")
 _CUDA_BASE = re.compile(r"(?:^|/)nvidia/cuda:(\d+\.\d+)")
@@ -167,6 +167,13 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
         bad("pins", f"missing pin {pin!r}: {'; '.join(whys)}", f"add {pin!r} to pins")
     if entry.flavour == "devel" and entry.cuda is None:
         bad("flavour", "a devel entry needs a CUDA version (nvcc)", "set cuda or use runtime")
+    if entry.dockerfile in FLAVOURS and entry.dockerfile != entry.flavour:
+        bad(
+            "dockerfile",
+            f"dockerfile {entry.dockerfile} is the {entry.dockerfile} template, but the entry's "
+            f"flavour is {entry.flavour}",
+            f"set flavour: {entry.dockerfile}, or drop the dockerfile key",
+        )
     if not any(p.severity == "error" for p in out):
         try:
             dockerfile.render(entry)  # the template exists and every placeholder is known

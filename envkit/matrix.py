@@ -120,14 +120,29 @@ _ENTRY_KEYS = {
     "cudnn": (False, "version?"),
     "python": (True, "python"),
     "flavour": (False, "flavour"),
-    "base_image": (True, "str"),
-    "index_url": (False, "str?"),
+    "base_image": (True, "image"),
+    "index_url": (False, "url?"),
     "aliases": (False, "list"),
-    "pins": (False, "list"),
-    "dockerfile": (False, "str"),
+    "pins": (False, "pins"),
+    "dockerfile": (False, "template"),
     "description": (False, "str"),
 }
 _TOP_KEYS = ("version", "defaults", "entries")
+
+
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+_TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # a file in dockerfiles/, never a path
+
+
+def _requirement_problem(text: str) -> str | None:
+    """Why `text` is not a PEP 508 requirement (None when it is)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        return f"is not a requirement ({str(exc).splitlines()[0]})"
+    return None
 
 
 def _did_you_mean(word: str, choices) -> str | None:
@@ -180,19 +195,47 @@ class _Reader:
                 return None
             self.problem(node, f"{key!r} must not be null", f"give {key} a value")
             return None
-        if kind == "list":
+        if kind in ("list", "pins"):
             if not isinstance(node, yaml.SequenceNode) or not all(
                 isinstance(n, yaml.ScalarNode) for n in node.value
             ):
                 self.problem(node, f"{key!r} must be a list of strings", f'write {key}: ["..."]')
                 return None
+            if kind == "pins":
+                for item in node.value:
+                    problem = _requirement_problem(item.value)
+                    if problem:
+                        self.problem(item, f"pin {item.value!r} {problem}", 'e.g. "numpy<2"')
+                        return None
             return tuple(n.value for n in node.value)
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, f"{key!r} must be a single value, not a list or mapping")
             return None
         text = node.value
+        if key == "cuda" and text.lower() in ("cpu", "none"):
+            self.problem(node, f"cuda {text!r}: a CPU-only entry has no CUDA", "write cuda: null")
+            return None
         if kind == "version" and not _VERSION.match(text):
             self.problem(node, f"{key} {text!r} is not a version like 1.4.0", "use digits and dots")
+            return None
+        if kind == "image" and not _IMAGE.match(text):
+            self.problem(
+                node,
+                f"{key} {text!r} is not an image reference",
+                "e.g. python:3.8-slim-bookworm or registry.example/team/base:1",
+            )
+            return None
+        if kind == "url" and not text.startswith(("https://", "http://", "file://")):
+            self.problem(
+                node, f"{key} {text!r} is not a URL", "e.g. https://download.pytorch.org/whl/cu118"
+            )
+            return None
+        if kind == "template" and not _TEMPLATE.match(text):
+            self.problem(
+                node,
+                f"dockerfile {text!r} is not a template name",
+                f"name a template in dockerfiles/ without its suffix: {', '.join(FLAVOURS)}",
+            )
             return None
         if kind == "python" and not _PYTHON.match(text):
             self.problem(node, f"python {text!r} is not a version like 3.8", 'quote it: "3.10"')
@@ -222,6 +265,13 @@ class _Reader:
         lines = {}
         for key_node, value_node in pairs:
             key = key_node.value
+            if key == "<<":
+                self.problem(
+                    key_node,
+                    "YAML merge keys (<<) are not supported",
+                    "put shared values under the top-level `defaults:` mapping",
+                )
+                continue
             if key not in _ENTRY_KEYS:
                 self.problem(
                     key_node,

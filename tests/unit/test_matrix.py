@@ -56,6 +56,18 @@ CORPUS = [
     ("rule-template.yaml", 1, 11, "no Dockerfile template runtme.Dockerfile"),
     ("not-utf8.yaml", 2, 5, "not UTF-8 text (byte 0xe9)"),
     ("control-character.yaml", 2, 4, "control characters are not allowed"),
+    ("bad-pin.yaml", 2, 10, "pin 'bad pin !!' is not a requirement"),
+    ("empty-base-image.yaml", 2, 9, "base_image '' is not an image reference"),
+    ("index-not-url.yaml", 2, 10, "index_url 'download.pytorch.org/whl/cu101' is not a URL"),
+    ("dockerfile-path.yaml", 2, 10, "dockerfile '../../../tmp/evil' is not a template name"),
+    ("cuda-cpu.yaml", 2, 8, "cuda 'cpu': a CPU-only entry has no CUDA — write cuda: null"),
+    ("merge-key.yaml", 2, 4, "YAML merge keys (<<) are not supported"),
+    (
+        "rule-dockerfile-flavour.yaml",
+        1,
+        11,
+        "dockerfile devel is the devel template, but the entry's flavour is runtime",
+    ),
 ]
 
 
