@@ -735,6 +735,16 @@ def _same_release(have: str | None, want: str | None) -> bool:
     return have_parts[: len(want_parts)] == want_parts
 
 
+def _mismatch_fix(probe: dict, entry) -> str:
+    """The fix when what the probe found differs from the entry: the image's or the host's."""
+    if probe.get("in_container") is False:
+        return (
+            f"this Python is not {entry.name}'s stack: check the image instead "
+            f"(`envkit doctor {entry.name}` without --host), or install torch=={entry.torch} here"
+        )
+    return f"rebuild the image: envkit build {entry.name}"
+
+
 def _versions_checks(probe: dict, entry) -> list[Check]:
     checks = []
     python = probe.get("python") or "?"
@@ -744,7 +754,7 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
                 "python",
                 "fail",
                 f"Python {python}, but {entry.name} says Python {entry.python}",
-                f"rebuild the image: envkit build {entry.name}",
+                _mismatch_fix(probe, entry),
             )
         )
     else:
@@ -758,14 +768,14 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
                 "torch",
                 "fail",
                 f"torch cannot be imported: {_last_line(error)}",
-                f"rebuild the image: envkit build {entry.name}"
+                _mismatch_fix(probe, entry)
                 if entry is not None
                 else "install torch in this Python",
             )
         )
         return checks
     version = torch.get("version") or "?"
-    rebuild = f"rebuild the image: envkit build {entry.name}" if entry is not None else None
+    rebuild = _mismatch_fix(probe, entry) if entry is not None else None
     if entry is not None and _torch_version(version) != _torch_version(entry.torch):
         checks.append(
             Check("torch", "fail", f"torch {version}, but {entry.name} says {entry.torch}", rebuild)
@@ -873,7 +883,7 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
             "cuda",
             "fail",
             f"CUDA unavailable: {text}",
-            (f"rebuild the image: envkit build {entry.name}" if entry is not None else None)
+            (_mismatch_fix(probe, entry) if entry is not None else None)
             or "install a CUDA build of torch (pip install --index-url "
             "https://download.pytorch.org/whl/cu<XY> torch)",
         )

@@ -1023,3 +1023,15 @@ def test_cli_static_check_warns_when_only_ptx_covers_the_gpu(tmp_path, monkeypat
     assert checks["arch"]["status"] == "warn"
     assert "compute_37" in checks["arch"]["detail"] and "JIT" in checks["arch"]["detail"]
     assert result.exit_code == 0
+
+
+def test_a_host_probe_that_differs_from_the_entry_does_not_say_rebuild_the_image():
+    probe = json.loads((PROBES / "cpu-host-torch2.13.json").read_text())
+    probe["in_container"] = False
+    torch = by_id(doctor.container_checks(probe, TORCH214))["torch"]
+    assert torch.status == "fail"
+    assert "without --host" in torch.fix and "rebuild" not in torch.fix
+    probe["in_container"] = True
+    assert by_id(doctor.container_checks(probe, TORCH214))["torch"].fix == (
+        "rebuild the image: envkit build " + TORCH214.name
+    )
