@@ -670,6 +670,8 @@ def _no_fit_fix(rejected: list[tuple[Entry, int, str]]) -> str:
         return " or ".join(fixes) + "; or pass --cuda cpu for a CPU image"
     if stage == _STAGE_CPU_ON_GPU:
         return "pass --cuda cpu to choose a CPU image on this GPU host"
+    if stage == _STAGE_CUDA_OPTION:
+        return "change or drop --cuda: the project's pins fit entries with another CUDA"
     return "loosen the pins named above, or add an entry that has them to the matrix"
 
 

@@ -393,3 +393,11 @@ def test_pyproject_tables_of_the_wrong_shape_are_noted_not_fatal(tmp_path):
     text = "\n".join(choice.explanation)
     assert "project.optional-dependencies is not a table, not read" in text
     assert "[tool.poetry] is not a table, not read" in text
+
+
+def test_a_cuda_option_against_the_pins_says_to_change_the_option(tmp_path):
+    folder = project(tmp_path, **{"requirements.txt": "torch==1.4.0+cu92\n"})
+    with pytest.raises(CheckFailed) as caught:
+        init_project(folder, MATRIX, NO_GPU, facts=FACTS, cuda="11")
+    assert "--cuda 11 asks for another CUDA" in caught.value.message
+    assert caught.value.fix.startswith("change or drop --cuda")
