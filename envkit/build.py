@@ -176,15 +176,37 @@ def _read_ca_cert(path: Path) -> str:
     return text
 
 
+# Docker's grammar for the path part of a reference, and for a registry host[:port].
+_REPOSITORY_PATH = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_REGISTRY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d+)?$")
+
+
 def check_options(options: BuildOptions) -> None:
     """Refuse unusable options before the engine is asked anything (BadInput, exit 2)."""
+    if not _REPOSITORY_PATH.match(options.tag_prefix):
+        raise BadInput(
+            f"--tag {options.tag_prefix!r} is not a repository name",
+            "lower-case letters, digits and . _ - separated by /, e.g. --tag myteam/envkit",
+        )
+    if options.registry is not None and not _REGISTRY.match(options.registry):
+        raise BadInput(
+            f"--registry {options.registry!r} is not a registry host",
+            "give host[:port] with no scheme or path, e.g. --registry ghcr.io",
+        )
     if options.offline and not options.wheelhouse:
         raise BadInput(
             "--offline needs --wheelhouse DIR",
             "give the folder that holds every wheel the entry needs",
         )
     if options.wheelhouse:
-        _wheelhouse_listing(options.wheelhouse)
+        listing = _wheelhouse_listing(options.wheelhouse)
+        if options.offline and not any(name.endswith(".whl") for name, _ in listing):
+            raise BadInput(
+                f"--offline: the wheelhouse {options.wheelhouse} holds no .whl files",
+                "fill it first, e.g. pip download -d DIR torch==X torchvision==Y",
+            )
     if options.ca_cert:
         _read_ca_cert(options.ca_cert)
 

@@ -100,7 +100,9 @@ def entry_filters(func):
             "--torch",
             "torch_spec",
             metavar="SPEC",
-            help="torch versions, e.g. '>=1.4,<1.6' or '1.4'.",
+            multiple=True,
+            callback=lambda ctx, param, value: ",".join(value) if value else None,
+            help="torch versions, e.g. '>=1.4,<1.6' or '1.4' (repeat to narrow further).",
         ),
         click.option(
             "--cuda", metavar="VER", help="CUDA: '10' (any 10.x), '10.1', 'cu101' or 'cpu'."
@@ -215,6 +217,7 @@ def show(ctx, name, as_json):
 
     entry = _matrix(ctx).get(name)
     data = entry.to_dict()
+    data["min_driver"], data["arch_list"] = None, None  # a CPU-only entry needs neither
     if entry.cuda:
         data["min_driver"] = facts.min_driver_for(entry.cuda)
         arch = facts.arch_list(entry.torch, entry.cuda)
@@ -839,7 +842,13 @@ def doctor(ctx, name, host_probe, tag_prefix, static_only, allow_cpu, as_json):
     the build's GPU architectures, and a probe run inside the image (real kernels on every
     GPU, DataLoader workers, versions against the matrix)."""
     from . import doctor as doc
+    from .errors import BadInput
 
+    if host_probe and static_only:
+        raise BadInput(
+            "--host runs the probe and --static runs nothing: pick one",
+            "--static predicts from nvidia-smi alone; --host also runs torch on this machine",
+        )
     loaded = _matrix(ctx) if name or not host_probe else None
     entry = loaded.get(name) if name else None
     report = doc.run_doctor(

@@ -325,8 +325,9 @@ def read_setup_py(path: Path, root: Path, found: _Found) -> None:
     name = _relative(path, root)
     try:
         tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
-    except SyntaxError as exc:
-        found.notes.append(f"{name}:{exc.lineno}: not valid Python, not read")
+    except (SyntaxError, ValueError) as exc:  # ValueError: a NUL byte in the source
+        where = f"{name}:{exc.lineno}" if getattr(exc, "lineno", None) else name
+        found.notes.append(f"{where}: not valid Python, not read")
         return
     names = {
         target.id: node.value

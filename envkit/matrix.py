@@ -96,13 +96,24 @@ class Matrix:
         """Every name and alias, for suggestions."""
         return [n for e in self.entries for n in (e.name, *e.aliases)]
 
+    def suggest(self, wanted: str, n: int = 3) -> list[str]:
+        """Entry names close to `wanted`: the same torch release first, each entry once."""
+        owner = {alias.lower(): e.name for e in self.entries for alias in (e.name, *e.aliases)}
+        ranked = difflib.get_close_matches(wanted, list(owner), n=len(owner), cutoff=0.6)
+        release = re.match(r"torch\d+\.\d+(?=[-.]|$)", wanted)
+        if release:  # torch1.4-cuda10.2 is a torch 1.4 question before it is a CUDA one
+            same = [a for a in owner if re.match(re.escape(release.group()) + r"(-|$)", a)]
+            if same:
+                ranked = difflib.get_close_matches(wanted, same, n=len(same), cutoff=0) + ranked
+        return list(dict.fromkeys(owner[a] for a in ranked))[:n]
+
     def get(self, name: str) -> Entry:
         """The entry called `name` (or aliased so); raises UnknownEntry with suggestions."""
         wanted = name.strip().lower()
         for entry in self.entries:
             if wanted == entry.name.lower() or wanted in (a.lower() for a in entry.aliases):
                 return entry
-        close = difflib.get_close_matches(wanted, self.names(), n=3, cutoff=0.6)
+        close = self.suggest(wanted)
         fix = (
             f"did you mean {', '.join(repr(c) for c in close)}?"
             if close
@@ -443,10 +454,14 @@ def select(
     if python is not None:
         python = python.strip()
     if torch:
-        text = torch.strip()
-        if text[0].isdigit():
-            # a bare version means that release line: "1.4" -> 1.4.*
-            text = f"=={text}.*" if text.count(".") < 2 else f"=={text}"
+        parts = [part.strip() for part in torch.split(",") if part.strip()]
+        if not parts:
+            raise BadInput(f"--torch {torch!r} names no version", "write it like '>=1.4,<1.6'")
+        # a bare version means that release line: "1.4" -> 1.4.*, "1.4.0" -> exactly that
+        parts = [
+            (f"=={p}.*" if p.count(".") < 2 else f"=={p}") if p[:1].isdigit() else p for p in parts
+        ]
+        text = ",".join(parts)
         try:
             spec = SpecifierSet(text)
         except InvalidSpecifier:

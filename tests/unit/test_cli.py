@@ -169,3 +169,27 @@ def test_filters_that_match_nothing_or_are_malformed_exit_2():
     for value in ("3.x", "3.8.10", "three"):
         result = invoke("list", "--python", value)
         assert result.exit_code == 2 and "is not a version like 3.8" in result.output
+
+
+def test_repeated_torch_filters_narrow_and_bare_versions_mean_release_lines():
+    def torches(*args):
+        result = invoke("list", *args, "--json")
+        assert result.exit_code == 0, result.output
+        return sorted({e["torch"] for e in json.loads(result.output)})
+
+    assert torches("--torch", ">=1.4", "--torch", "<1.6") == ["1.4.0", "1.5.1"]
+    assert torches("--torch", ">=1.4,<1.6") == ["1.4.0", "1.5.1"]
+    assert torches("--torch", "1.4, >=1.4.0") == ["1.4.0"]
+    assert invoke("list", "--torch", ",").exit_code == 2
+
+
+def test_doctor_host_and_static_together_is_bad_usage():
+    result = invoke("doctor", "--host", "--static")
+    assert result.exit_code == 2 and "pick one" in result.output
+
+
+def test_show_json_has_the_driver_and_arch_keys_for_cpu_entries_too():
+    data = json.loads(invoke("show", "torch1.4-cpu", "--json").output)
+    assert data["min_driver"] is None and data["arch_list"] is None
+    data = json.loads(invoke("show", "torch1.4-cuda10", "--json").output)
+    assert data["min_driver"] == "418.39" and "sm_75" in data["arch_list"]

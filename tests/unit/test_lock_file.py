@@ -97,3 +97,21 @@ def test_check_options_refuses_a_wheelhouse_that_is_not_a_folder(tmp_path):
             missing.write_text("")
         with pytest.raises(BadInput, match="is not a folder"):
             build.check_options(build.BuildOptions(wheelhouse=missing))
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--tag", ""], "--tag '' is not a repository name"),
+        (["--tag", "My Tag"], "is not a repository name"),
+        (["--registry", "https://ghcr.io/"], "is not a registry host"),
+    ],
+)
+def test_image_names_that_docker_would_refuse_are_bad_input(args, problem):
+    out = invoke("build", "torch2.13-cpu", *args)
+    assert out.exit_code == 2 and problem in out.output
+
+
+def test_offline_with_an_empty_wheelhouse_is_bad_input(tmp_path):
+    out = invoke("build", "torch2.13-cpu", "--offline", "--wheelhouse", str(tmp_path))
+    assert out.exit_code == 2 and "holds no .whl files" in out.output

@@ -180,3 +180,12 @@ def test_required_pin_is_matched_by_distribution_name_and_reported_once(tmp_path
     assert result.exit_code == (1 if missing else 0), result.output
     if missing:  # both the torch rule and the torchvision rule are named in the one problem
         assert "NumPy 1 ABI" in result.output and "pytorch/vision#8460" in result.output
+
+
+def test_suggestions_name_each_entry_once_and_keep_the_torch_release():
+    loaded = matrix.load()
+    assert loaded.suggest("torch1.4-cuda10.2")[0] == "torch1.4-cuda10"
+    for typo in ("torch1.4", "torch1.4-cu10", "torch1.4.0-cu1O1"):
+        names = loaded.suggest(typo)
+        assert len(names) == len(set(names)) == 3, names
+        assert all(n.startswith("torch1.4-") for n in names), names
