@@ -256,7 +256,8 @@ def check(ctx, file, as_json):
         loaded = matrix.load(path)
     except MatrixError as exc:
         if as_json:
-            _emit_json({"ok": False, "usable": False, "problems": [vars(p) for p in exc.problems]})
+            problems = [{**vars(p), "fix": p.fix or exc.fix} for p in exc.problems]
+            _emit_json({"ok": False, "usable": False, "problems": problems})
             sys.exit(2)
         raise
     problems = rules.check(loaded)
