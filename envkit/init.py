@@ -689,7 +689,8 @@ def init_project(
     if not root.is_dir():
         raise BadInput(f"{root} is not a folder", "pass the project folder")
     pins, notes, includes = find_pins(root)
-    explanation = [f"found {pin}" for pin in pins] or [
+    # one line a pin as written (torch==1.4.0+cu92 pins both torch and the CUDA)
+    explanation = list(dict.fromkeys(f"found {pin}" for pin in pins)) or [
         "found no torch pin: the newest entry that runs here is chosen"
     ]
     explanation += notes
