@@ -89,6 +89,18 @@ def _matrix(ctx: click.Context):
     return matrix.load(ctx.obj.get("matrix_path"))
 
 
+def _build_options(ctx: click.Context):
+    """BuildOptions from the command's own options (same names), refused early when unusable."""
+    import dataclasses
+
+    from . import build as builder
+
+    names = {f.name for f in dataclasses.fields(builder.BuildOptions)}
+    options = builder.BuildOptions(**{k: v for k, v in ctx.params.items() if k in names})
+    builder.check_options(options)
+    return options
+
+
 def _emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2))
 
@@ -552,22 +564,7 @@ def build(
         _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
     if not entries:
         raise BadInput("no entry matches", "see envkit list")
-    options = builder.BuildOptions(
-        base_image=base_image,
-        index_url=index_url,
-        extra_index_url=extra_index_url,
-        wheelhouse=wheelhouse,
-        offline=offline,
-        ca_cert=ca_cert,
-        tag_prefix=tag_prefix,
-        registry=registry,
-        push=push,
-        force=force,
-        no_cache=no_cache,
-        pull=pull,
-        log_dir=log_dir,
-    )
-    builder.check_options(options)
+    options = _build_options(ctx)
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:
         if locked:
@@ -894,20 +891,10 @@ def lock_cmd(
 ):
     """Write envkit.lock for NAME's built image: base image digest, image id, and the exact
     Python packages inside. Pass the same build options you built with."""
-    from . import build as builder
     from . import lock
 
     entry = _matrix(ctx).get(name)
-    options = builder.BuildOptions(
-        base_image=base_image,
-        index_url=index_url,
-        extra_index_url=extra_index_url,
-        wheelhouse=wheelhouse,
-        offline=offline,
-        ca_cert=ca_cert,
-        tag_prefix=tag_prefix,
-    )
-    builder.check_options(options)
+    options = _build_options(ctx)
     lock.check_out_path(out_path)
     made = lock.make_lock(entry, options)
     lock.write_lock(made, out_path)
@@ -999,22 +986,9 @@ def bake(
 ):
     """Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`."""
     from . import bake as baker
-    from . import build as builder
 
     _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
-    options = builder.BuildOptions(
-        base_image=base_image,
-        index_url=index_url,
-        extra_index_url=extra_index_url,
-        wheelhouse=wheelhouse,
-        offline=offline,
-        ca_cert=ca_cert,
-        tag_prefix=tag_prefix,
-        registry=registry,
-        no_cache=no_cache,
-        pull=pull,
-    )
-    builder.check_options(options)
+    options = _build_options(ctx)
     path = baker.write_bake(entries, options, output)
     targets = [baker.target_name(e) for e in entries]
     if as_json:
