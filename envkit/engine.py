@@ -426,13 +426,6 @@ def container(
             _remove(made)
 
 
-def docker_errors():
-    """The docker SDK's error module (imported when first needed)."""
-    import docker
-
-    return docker.errors
-
-
 def _cleanup_errors() -> tuple:
     """What cleaning up may raise without hiding the failure that led to it: the engine's
     refusals, and the connection errors of an engine that went away."""
@@ -552,7 +545,9 @@ def run_command(
         try:
             status = made.wait(timeout=timeout)
         except Exception as exc:  # requests raises its own timeout and connection types
-            if isinstance(exc, docker_errors().NotFound):
+            import docker
+
+            if isinstance(exc, docker.errors.NotFound):
                 raise EnvkitError(
                     f"the container running {' '.join(command)} was removed while it ran",
                     "something else removed it (`envkit clean` in another shell?); run again",
