@@ -561,9 +561,7 @@ def build(
             )
         entries = [_matrix(ctx).get(project.entry)]
     else:
-        _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)
-    if not entries:
-        raise BadInput("no entry matches", "see envkit list")
+        _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)  # never empty
     options = _build_options(ctx)
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:

@@ -92,10 +92,6 @@ class Matrix:
     path: str
     entries: tuple[Entry, ...]
 
-    def names(self) -> list[str]:
-        """Every name and alias, for suggestions."""
-        return [n for e in self.entries for n in (e.name, *e.aliases)]
-
     def suggest(self, wanted: str, n: int = 3) -> list[str]:
         """Entry names close to `wanted`: the same torch release first, each entry once."""
         owner = {alias.lower(): e.name for e in self.entries for alias in (e.name, *e.aliases)}
