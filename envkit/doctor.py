@@ -227,8 +227,12 @@ _KNOWN_ERRORS: tuple[tuple[re.Pattern, str, str], ...] = tuple(
         ),
         (
             r"No CUDA GPUs are available|invalid device ordinal",
-            "CUDA sees no GPU: CUDA_VISIBLE_DEVICES hides them or names a missing one",
-            "unset CUDA_VISIBLE_DEVICES, or set it to indices of GPUs given to the container",
+            "CUDA sees no GPU: CUDA_VISIBLE_DEVICES hides them or names a missing one, or a "
+            "MIG-enabled GPU has no MIG instances",
+            "unset CUDA_VISIBLE_DEVICES, or set it to indices of GPUs given to the container; "
+            "on a MIG-enabled GPU (`nvidia-smi -L` lists no MIG devices) create instances "
+            "(`sudo nvidia-smi mig -cgi PROFILE -C`) or turn MIG off "
+            "(`sudo nvidia-smi -i N -mig 0`)",
         ),
     )
 )
@@ -249,10 +253,19 @@ def _explained(explanation: str, text: str) -> str:
     return text if explanation.lower() in text.lower() else f"{explanation}: {text}"
 
 
+# Lines torch appends under every CUDA error message: true, but never the cause.
+_BOILERPLATE = re.compile(
+    r"CUDA kernel errors might be asynchronously reported|consider passing CUDA_LAUNCH_BLOCKING"
+    r"|Compile with `?TORCH_USE_CUDA_DSA|Device-side assertion tracking was not enabled"
+)
+
+
 def _last_line(text: str) -> str:
-    """The last non-empty line: where a Python error's message sits under its traceback."""
+    """The last non-empty line that is not torch's CUDA boilerplate: where a Python error's
+    message sits under its traceback."""
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    telling = [line for line in lines if not _BOILERPLATE.search(line)]
+    return (telling or lines or [""])[-1]
 
 
 # ------------------------------------------------------------------------------ host checks
@@ -403,6 +416,15 @@ def _driver_check(
     proc_driver: str | None,
 ) -> Check:
     smi_driver = gpus[0].driver if gpus else None
+    if nvidia_smi_error and gpus:
+        return Check(
+            "driver",
+            "fail",
+            f"nvidia-smi listed {len(gpus)} GPU(s), then failed on another: "
+            f"{_last_line(nvidia_smi_error)}",
+            "a GPU is in a bad state or fell off the bus: look for Xid errors (`sudo dmesg | "
+            "grep -i xid`), reset it (`sudo nvidia-smi -r -i N`) or reboot",
+        )
     if nvidia_smi_error:
         explained = explain_error(nvidia_smi_error)
         if explained:
@@ -540,12 +562,20 @@ def _torch_version(text: str) -> Version | None:
         return None
 
 
+def _driver_floor(cuda: str) -> str | None:
+    """The oldest driver that runs `cuda`'s runtime at all: the minor-version compatibility
+    floor from CUDA 11 on, the toolkit's own driver before; None when not known."""
+    facts = _facts()
+    return facts.min_driver_compat_for(cuda) or facts.min_driver_for(cuda)
+
+
 def _driver_ok(driver: str, cuda: str) -> bool | None:
-    """Is `driver` new enough for `cuda`? None when the minimum is not known."""
-    minimum = _facts().min_driver_for(cuda)
-    if minimum is None:
+    """Can `driver` run `cuda` (through minor-version compatibility if need be)? None when the
+    minimum is not known."""
+    floor = _driver_floor(cuda)
+    if floor is None:
         return None
-    return _version_tuple(driver) >= _version_tuple(minimum)
+    return _version_tuple(driver) >= _version_tuple(floor)
 
 
 def _uncovered(entry, gpus: Sequence[HostGpu]) -> list[HostGpu] | None:
@@ -647,13 +677,30 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             f"minimum driver for CUDA {entry.cuda} is not known; host driver is {driver}",
             "the container checks (`envkit doctor NAME` with the image built) will tell",
         )
-    elif _version_tuple(driver) < _version_tuple(minimum):
+    elif not _driver_ok(driver, entry.cuda):
+        floor = _driver_floor(entry.cuda)
+        below = (
+            f"{floor}, the oldest that runs CUDA {entry.cuda} through minor-version compatibility"
+            if floor != minimum
+            else f"{minimum}, the minimum for CUDA {entry.cuda}"
+        )
         driver_check = Check(
             "driver-for-cuda",
             "fail",
-            f"host driver {driver} is older than {minimum}, the minimum for CUDA {entry.cuda}: "
+            f"host driver {driver} is older than {below}: "
             "expect 'CUDA driver version is insufficient for CUDA runtime version'",
             f"upgrade the NVIDIA driver to >= {minimum}",
+        )
+    elif _version_tuple(driver) < _version_tuple(minimum):
+        driver_check = Check(
+            "driver-for-cuda",
+            "warn",
+            f"host driver {driver} is older than {minimum}, CUDA {entry.cuda}'s own driver, but "
+            f"runs it through minor-version compatibility (>= {_driver_floor(entry.cuda)}): "
+            f"prebuilt kernels work; code compiled at run time by CUDA {entry.cuda}'s compiler "
+            "(nvrtc-generated kernels, CUDA extensions built in the image) may fail with 'the "
+            "provided PTX was compiled with an unsupported toolchain'",
+            f"upgrade the NVIDIA driver to >= {minimum} for full CUDA {entry.cuda} support",
         )
     else:
         driver_check = Check(
@@ -808,7 +855,8 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
             Check(
                 "cudnn",
                 "warn",
-                f"cuDNN {cudnn or 'absent'}, but {entry.name} says {want_cudnn}",
+                f"cuDNN {cudnn or _absent(torch.get('cudnn_error'))}, but {entry.name} says "
+                f"{want_cudnn}",
                 f"correct the entry's cudnn, or {rebuild}",
             )
         )
@@ -844,6 +892,10 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
     else:
         checks.append(Check("torchvision", "pass", f"torchvision {vision['version']}"))
     return checks
+
+
+def _absent(error: str | None) -> str:
+    return f"absent ({_last_line(error)})" if error else "absent"
 
 
 def _cpu_entry_fix(entry) -> str:
@@ -943,9 +995,25 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
     devices = probe.get("devices") or []
     kernels = {k.get("index"): k for k in probe.get("kernels") or []}
     arches = (probe.get("cuda") or {}).get("arch_list") or []
+    if not arches and entry is not None and entry.cuda:
+        # torch < 1.7 has no get_arch_list(): fall back to what the matrix knows of the build.
+        arches = list(_facts().arch_list(entry.torch, entry.cuda) or [])
     checks = []
     for dev in devices:
         index = dev.get("index")
+        if dev.get("error"):
+            checks.append(
+                Check(
+                    f"gpu{index}-kernels",
+                    "fail",
+                    f"GPU {index} is counted by torch.cuda.device_count() but cannot be opened: "
+                    f"{_last_line(dev['error'])}",
+                    "on a MIG-enabled GPU give the container MIG devices (--gpus "
+                    "'\"device=0:0\"' or NVIDIA_VISIBLE_DEVICES=MIG-<uuid>), or set "
+                    "CUDA_VISIBLE_DEVICES to GPUs it can open; `nvidia-smi -L` lists them",
+                )
+            )
+            continue
         cap = dev.get("capability") or "?"
         sm = "sm_" + cap.replace(".", "")
         memory = dev.get("memory_bytes") or 0
@@ -953,10 +1021,12 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
         check_id = f"gpu{index}-kernels"
         result = kernels.get(index) or {}
         failures = []
+        full_errors = []
         for op in ("matmul", "conv"):
             outcome = result.get(op) or {"ok": False, "error": "not run"}
             if outcome.get("error"):
                 failures.append((op, _last_line(outcome["error"])))
+                full_errors.append(str(outcome["error"]))
             elif not outcome.get("ok"):
                 failures.append(
                     (
@@ -967,7 +1037,7 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
                 )
         if failures:
             text = "; ".join(f"{op}: {why}" for op, why in failures)
-            explained = explain_error(text)
+            explained = explain_error("\n".join([text, *full_errors]))
             if explained is None:
                 predicted = arches and not _facts().kernel_supports(arches, cap)
                 explained = (
@@ -1036,8 +1106,18 @@ def container_checks(
     cuda_check = _cuda_check(probe, entry, no_gpu)
     checks.append(cuda_check)
     if (probe.get("cuda") or {}).get("available"):
+        if not probe.get("devices") and not any(e.get("section") == "devices" for e in errors):
+            checks.append(
+                Check(
+                    "gpu-kernels",
+                    "fail",
+                    "CUDA is available but the probe found no device to run a kernel on",
+                    "run `nvidia-smi -L` in the container: on MIG-enabled GPUs create MIG "
+                    "instances (`nvidia-smi mig -cgi ... -C`) or disable MIG",
+                )
+            )
         checks += _kernel_checks(probe, entry)
-        count = len(probe.get("devices") or [])
+        count = len([d for d in probe.get("devices") or [] if not d.get("error")])
         nccl = probe.get("nccl") or {}
         if count <= 1:
             checks.append(Check("nccl", "skip", f"{count} GPU: NCCL is only needed for several"))
@@ -1135,7 +1215,10 @@ def run_nvidia_smi(timeout: float = 20) -> tuple[str | None, str | None]:
             fields.remove(bad.group(1))
             continue
         if done.returncode != 0:
-            return None, text or f"nvidia-smi exited with {done.returncode}"
+            error = text or f"nvidia-smi exited with {done.returncode}"
+            # One GPU in a bad state makes nvidia-smi exit non-zero after listing the others.
+            partial = _fill_missing(done.stdout, fields)
+            return (partial if parse_nvidia_smi(partial) else None), error
         return _fill_missing(done.stdout, fields), None
     return None, "nvidia-smi rejected every query field"
 

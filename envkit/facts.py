@@ -157,6 +157,16 @@ def min_driver_for(cuda: str) -> str | None:
     return release.min_driver if release else None
 
 
+def min_driver_compat_for(cuda: str) -> str | None:
+    """Oldest driver that runs this CUDA's runtime through minor-version compatibility.
+
+    None before CUDA 11 (no such compatibility) and for an unknown CUDA. A driver between this
+    and `min_driver_for` runs the wheels' kernels but cannot JIT the toolkit's newer PTX.
+    """
+    release = cuda_release(cuda)
+    return release.min_driver_compat if release else None
+
+
 def driver_version(text: str) -> tuple[int, ...]:
     """A driver version as a tuple of ints ("535.104.05" -> (535, 104, 5)) for comparison."""
     return tuple(int(part) for part in str(text).strip().split("."))
@@ -216,9 +226,9 @@ def kernel_supports(arch_list: tuple[str, ...] | list[str], capability: str) -> 
     """True if a build with this arch list has kernels for a GPU of this compute capability."""
     # CUDA rules (CUDA C++ Programming Guide, "Binary Compatibility" and "PTX Compatibility"):
     # a cubin for X.y runs on X.z only when z >= y and never across major versions; PTX for X.Y
-    # can be JIT-compiled by the driver for any GPU of capability >= X.Y. Arch-specific cubins
-    # (sm_90a) run only on that exact capability; family-specific ones (sm_100f) are treated like
-    # plain cubins of the same major.
+    # can be JIT-compiled by the driver for any GPU of capability >= X.Y. Arch-specific code
+    # (sm_90a, compute_90a) runs only on that exact capability; family-specific code (sm_100f,
+    # compute_100f) only within the same major, like a plain cubin.
     gpu = _capability(capability)
     for entry in arch_list:
         parsed = _parse_arch(entry)
@@ -230,6 +240,12 @@ def kernel_supports(arch_list: tuple[str, ...] | list[str], capability: str) -> 
                 if (major, minor) == gpu:
                     return True
             elif major == gpu[0] and minor <= gpu[1]:
+                return True
+        elif suffix == "a":
+            if (major, minor) == gpu:  # arch-specific PTX: that capability only
+                return True
+        elif suffix == "f":
+            if major == gpu[0] and minor <= gpu[1]:  # family PTX: the same major only
                 return True
         elif (major, minor) <= gpu:
             return True

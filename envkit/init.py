@@ -42,6 +42,8 @@ class Facts(Protocol):
 
     def min_driver_for(self, cuda: str) -> str | None: ...
 
+    def min_driver_compat_for(self, cuda: str) -> str | None: ...
+
     def arch_list(self, torch: str, cuda: str) -> tuple | None: ...
 
     def kernel_supports(self, arch_list, capability: str) -> bool: ...
@@ -545,7 +547,8 @@ def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
     """Why `entry` cannot use this host's GPUs, or None when it can (or cannot be told)."""
     if entry.cuda is None:
         return None
-    minimum = facts.min_driver_for(entry.cuda)
+    # From CUDA 11 on, an older driver of the same major family still runs the wheels' kernels.
+    minimum = facts.min_driver_compat_for(entry.cuda) or facts.min_driver_for(entry.cuda)
     if host.driver and minimum and _numbers(host.driver) < _numbers(minimum):
         return (
             f"CUDA {entry.cuda} needs NVIDIA driver >= {minimum}; "

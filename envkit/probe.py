@@ -106,6 +106,8 @@ def _nvidia_host_side():
     return {
         "device_nodes": nodes,
         "gpu_nodes": [n for n in nodes if n[len("/dev/nvidia") :].isdigit()],
+        # WSL 2 (Docker Desktop on Windows) hands GPUs over /dev/dxg, with no /dev/nvidia*.
+        "wsl_gpu": os.path.exists("/dev/dxg"),
         "proc_driver_version": driver,
         "env": env,
         "libcuda": _libcuda(),
@@ -155,11 +157,13 @@ def _versions(torch):
         "file": getattr(torch, "__file__", None),
         "cudnn": None,
         "cudnn_version": None,
+        "cudnn_error": None,
     }
     try:
         raw = torch.backends.cudnn.version()
-    except Exception:  # a CPU build may raise instead of returning None
+    except Exception as exc:  # a CPU build may raise; so does a cuDNN the build rejects
         raw = None
+        out["cudnn_error"] = _error_text(exc)
     out["cudnn"] = raw
     out["cudnn_version"] = _dotted(raw)
     return out
@@ -246,7 +250,7 @@ def _cuda(torch, report):
         os.environ.get("CUDA_VISIBLE_DEVICES"), host.get("gpu_nodes") or []
     )
     lowered = text.lower()
-    if not host.get("gpu_nodes"):
+    if not host.get("gpu_nodes") and not host.get("wsl_gpu"):
         out["reason"] = "no_device_nodes"
         out["detail"] = "no /dev/nvidia[0-9]* device nodes: no GPU was given to this container"
     elif (
@@ -267,19 +271,28 @@ def _cuda(torch, report):
 
 
 def _devices(torch):
+    """Every device torch counts; one that cannot be opened is listed with its error.
+
+    The count can exceed what CUDA can open: newer torch counts through NVML, which sees whole
+    GPUs while a MIG-enabled GPU gives CUDA one instance.
+    """
     out = []
     for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        major, minor = torch.cuda.get_device_capability(index)
-        out.append(
-            {
-                "index": index,
-                "name": torch.cuda.get_device_name(index),
-                "capability": f"{major}.{minor}",
-                "memory_bytes": int(getattr(props, "total_memory", 0)),
-                "multi_processor_count": getattr(props, "multi_processor_count", None),
-            }
-        )
+        try:
+            props = torch.cuda.get_device_properties(index)
+            major, minor = torch.cuda.get_device_capability(index)
+            out.append(
+                {
+                    "index": index,
+                    "name": torch.cuda.get_device_name(index),
+                    "capability": f"{major}.{minor}",
+                    "memory_bytes": int(getattr(props, "total_memory", 0)),
+                    "multi_processor_count": getattr(props, "multi_processor_count", None),
+                    "uuid": str(getattr(props, "uuid", "")) or None,
+                }
+            )
+        except Exception as exc:
+            out.append({"index": index, "error": _error_text(exc)})
     return out
 
 
@@ -325,6 +338,8 @@ def _kernels(torch, devices):
     want_conv = _conv_case(torch, conv_inputs, "cpu")
     out = []
     for dev in devices:
+        if dev.get("error"):
+            continue
         device = f"cuda:{dev['index']}"
         result = {"index": dev["index"], "matmul": None, "conv": None, "seconds": None}
         started = time.time()
@@ -455,7 +470,8 @@ def probe():
     if report["cuda"] and report["cuda"]["available"]:
         report["devices"] = _guard(report, "devices", _devices, torch) or []
         report["kernels"] = _guard(report, "kernels", _kernels, torch, report["devices"]) or []
-        report["nccl"] = _guard(report, "nccl", _nccl, torch, len(report["devices"]))
+        usable = [d for d in report["devices"] if not d.get("error")]
+        report["nccl"] = _guard(report, "nccl", _nccl, torch, len(usable))
     report["dataloader"] = _guard(report, "dataloader", _dataloader, torch)
     return report
 

@@ -442,6 +442,22 @@ def test_old_driver_for_cuda_118_fails_and_suggests_what_418_can_run(facts):
     assert TORCH14.name in driver.fix
 
 
+def test_driver_between_compat_floor_and_toolkit_driver_warns_and_is_suggested(facts):
+    # torch 2.8 + CUDA 12.8 wheels on the 535 LTS driver common on H100 clusters: below the
+    # toolkit's own driver, above the 12.x minor-version-compatibility floor (525).
+    entry = Entry("torch2.8-cuda12.8", "2.8.0", "12.8", python="3.12")
+    assert facts.driver_version(facts.min_driver_for(entry.cuda)) > (535, 104, 5)
+    driver = by_id(doctor.static_checks(entry, gpus_of(H100), "535.104.05", ALL))["driver-for-cuda"]
+    assert driver.status == "warn"
+    assert "minor-version compatibility" in driver.detail
+    assert f">= {facts.min_driver_for(entry.cuda)}" in driver.fix
+    # ... and an entry the driver can run is offered when another entry fails on this host.
+    assert entry in doctor.suggest_entries(TORCH113, gpus_of(H100), "535.104.05", [entry])
+    # Below the floor it fails and names the floor.
+    below = by_id(doctor.static_checks(entry, gpus_of(H100), "520.61.05", ALL))["driver-for-cuda"]
+    assert below.status == "fail" and "525" in below.detail
+
+
 def test_supported_entry_passes(facts):
     checks = by_id(doctor.static_checks(TORCH20, gpus_of(H100), "550.54.15", ALL))
     assert checks["driver-for-cuda"].status == "pass"
@@ -637,6 +653,65 @@ def test_no_kernel_image_on_a_gpu_is_explained():
     assert check.status == "fail"
     assert "no kernels compiled" in check.detail
     assert "arch list" in check.fix
+
+
+def test_cuda_error_under_torch_2_boilerplate_is_still_explained():
+    # torch 2.x appends three lines of advice under every CUDA error; the cause is above them.
+    probe = gpu_probe(1)
+    probe["kernels"][0]["matmul"] = {
+        "ok": False,
+        "error": "AcceleratorError: CUDA error: no kernel image is available for execution on "
+        "the device\nCUDA kernel errors might be asynchronously reported at some other API "
+        "call, so the stacktrace below might be incorrect.\nFor debugging consider passing "
+        "CUDA_LAUNCH_BLOCKING=1\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side "
+        "assertions.\n",
+    }
+    check = by_id(doctor.container_checks(probe, TORCH214))["gpu0-kernels"]
+    assert "no kernels compiled" in check.detail
+    assert "matmul: AcceleratorError: CUDA error: no kernel image" in check.detail
+    assert "TORCH_USE_CUDA_DSA" not in check.detail
+    assert "ECC" not in check.fix
+
+
+def test_old_torch_without_arch_list_falls_back_to_the_matrix_arch_list(facts):
+    # torch 1.6 has no get_arch_list(); its cu102 build has no sm_90 kernels (facts say so).
+    probe = gpu_probe(1)
+    probe["cuda"]["arch_list"] = None
+    probe["kernels"][0]["matmul"] = {
+        "ok": False,
+        "error": "RuntimeError: CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling "
+        "`cublasSgemm`",
+    }
+    check = by_id(doctor.container_checks(probe, TORCH16))["gpu0-kernels"]
+    assert check.status == "fail"
+    assert "lacks sm_90" in check.detail
+    assert "ECC" not in check.fix
+
+
+def test_a_counted_gpu_that_cannot_be_opened_fails_with_the_mig_way_out():
+    # NVML counts whole GPUs; on a MIG host CUDA can open only the instance it was given.
+    probe = gpu_probe(2)
+    probe["devices"][1] = {"index": 1, "error": "AssertionError: Invalid device id"}
+    probe["kernels"] = probe["kernels"][:1]
+    checks = by_id(doctor.container_checks(probe, TORCH214))
+    assert checks["gpu0-kernels"].status == "pass"
+    assert checks["gpu1-kernels"].status == "fail"
+    assert "Invalid device id" in checks["gpu1-kernels"].detail
+    assert "MIG" in checks["gpu1-kernels"].fix
+    assert checks["nccl"].status == "skip"  # one usable GPU
+
+
+def test_cuda_available_without_any_device_fails():
+    probe = gpu_probe(1)
+    probe["devices"], probe["kernels"] = [], []
+    checks = by_id(doctor.container_checks(probe, TORCH214))
+    assert checks["gpu-kernels"].status == "fail"
+    assert not any(c.status == "pass" for c in checks.values() if "kernels" in c.id)
+
+
+def test_no_cuda_gpus_mentions_mig_instances():
+    detail, fix = doctor.explain_error("RuntimeError: No CUDA GPUs are available")
+    assert "MIG" in detail and "nvidia-smi mig" in fix
 
 
 def test_wrong_gpu_result_fails():
@@ -929,6 +1004,25 @@ def _fake_nvidia_smi(tmp_path: Path, script: str) -> str:
     exe.write_text("#!/bin/sh\n" + script)
     exe.chmod(0o755)
     return f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_run_nvidia_smi_keeps_the_gpus_listed_before_one_failed(tmp_path, monkeypatch):
+    script = (
+        "echo '0, NVIDIA H100 80GB HBM3, 81559, 9.0, 550.54.15, Disabled'\n"
+        "echo 'Unable to determine the device handle for GPU1: 0000:1B:00.0: GPU is lost.' >&2\n"
+        "exit 15\n"
+    )
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, script))
+    output, error = doctor.run_nvidia_smi()
+    assert "GPU is lost" in error
+    gpus = doctor.parse_nvidia_smi(output)
+    assert [g.name for g in gpus] == ["NVIDIA H100 80GB HBM3"]
+    checks = by_id(
+        doctor.host_checks(DOCKER_INFO, output, error, 2**30, [], proc_driver_text=PROC_550)
+    )
+    assert checks["driver"].status == "fail"
+    assert "listed 1 GPU(s)" in checks["driver"].detail and "Xid" in checks["driver"].fix
+    assert checks["gpu0"].status == "pass"
 
 
 def test_run_nvidia_smi_drops_fields_an_old_driver_rejects(tmp_path, monkeypatch):

@@ -167,6 +167,10 @@ def test_min_driver_unknown_and_ordering():
     assert drivers == sorted(drivers)
     assert facts.cuda_release("11.8").min_driver_compat == "450.80.02"
     assert facts.cuda_release("10.2").min_driver_compat is None
+    assert facts.min_driver_compat_for("cu128") == "525"
+    assert facts.min_driver_compat_for("13.0") == "580"
+    assert facts.min_driver_compat_for("10.2") is None
+    assert facts.min_driver_compat_for("garbage") is None
 
 
 def test_driver_comparison_is_numeric():
@@ -240,6 +244,12 @@ def test_kernel_supports_rules():
     assert not facts.kernel_supports(["sm_100"], "12.0")
     assert facts.kernel_supports(["sm_90a"], "9.0")
     assert not facts.kernel_supports(["sm_90a"], "9.1")
+    # Arch-specific PTX is for that capability only; family PTX stays within its major.
+    assert facts.kernel_supports(["compute_90a"], "9.0")
+    assert not facts.kernel_supports(["compute_90a"], "10.0")
+    assert not facts.kernel_supports(["compute_100a"], "10.3")
+    assert facts.kernel_supports(["compute_100f"], "10.3")
+    assert not facts.kernel_supports(["compute_100f"], "12.0")
     assert not facts.kernel_supports([], "8.0")
     assert not facts.kernel_supports(["gfx90a"], "9.0")
 

@@ -43,6 +43,7 @@ _ARCH = {
 }
 FACTS = SimpleNamespace(
     min_driver_for=_MIN_DRIVER.get,
+    min_driver_compat_for=lambda cuda: None,
     arch_list=lambda torch, cuda: _ARCH.get((torch, cuda)),
     kernel_supports=lambda arch, cap: "sm_" + cap.replace(".", "") in arch,
 )
@@ -354,6 +355,16 @@ def test_real_facts_keep_torch_1_4_cuda_10_1_on_driver_450(tmp_path):
         tmp_path, **{"environment.yml": "dependencies: [pytorch=1.4, cudatoolkit=10.1]\n"}
     )
     assert init_project(folder, MATRIX, V100_450).entry.name == "torch1.4-cuda10"
+
+
+def test_real_facts_run_cuda_12_8_on_the_535_driver_through_minor_version_compatibility(tmp_path):
+    # 535 is older than CUDA 12.8's own driver (570.26) but above the 12.x floor (525).
+    pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
+    folder = project(tmp_path, **{"requirements.txt": "torch==2.8.0\n"})
+    choice = init_project(folder, MATRIX, HostGPU("535.104.05", ("9.0",)))
+    assert choice.entry.cuda.startswith("12.")
+    with pytest.raises(CheckFailed, match="needs NVIDIA driver >= 525"):
+        init_project(folder, MATRIX, HostGPU("520.61.05", ("9.0",)))
 
 
 def test_requirements_star_files_at_the_top_are_read(tmp_path):

@@ -240,6 +240,39 @@ def test_available_cuda_reports_count_and_arch_list():
     assert out["arch_list"] == ["sm_50", "sm_80"]
 
 
+def test_wsl_gpu_without_nvidia_nodes_is_not_blamed_on_missing_nodes(monkeypatch):
+    # Docker Desktop's WSL 2 backend hands the GPU over /dev/dxg only.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    report = _report(gpu_nodes=())
+    report["nvidia"]["wsl_gpu"] = True
+    out = probe._cuda(_fake_torch(init_error="CUDA unknown error"), report)
+    assert out["reason"] == "init_error"
+
+
+@needs_torch
+def test_a_device_that_cannot_be_opened_is_listed_with_its_error_and_skipped():
+    import torch as real_torch
+
+    # NVML-based counting on a MIG host: two counted, only the first can be opened.
+    def properties(index):
+        if index:
+            raise AssertionError("Invalid device id")
+        return types.SimpleNamespace(total_memory=2**30, multi_processor_count=4)
+
+    fake = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(
+            device_count=lambda: 2,
+            get_device_properties=properties,
+            get_device_capability=lambda index: (9, 0),
+            get_device_name=lambda index: "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+        )
+    )
+    devices = probe._devices(fake)
+    assert devices[0]["name"].endswith("MIG 1g.10gb") and devices[0]["capability"] == "9.0"
+    assert devices[1] == {"index": 1, "error": "AssertionError: Invalid device id"}
+    assert probe._kernels(real_torch, [devices[1]]) == []
+
+
 @pytest.mark.parametrize(
     "raw, dotted", [(7605, "7.6.5"), (8902, "8.9.2"), (90100, "9.1.0"), (None, None)]
 )
