@@ -80,6 +80,12 @@ PEAK_TFLOPS = [
     ),
     (("H100 PCIe",), {"bf16": 756, "fp16": 756, "fp32": 51, "tf32": 378}),
     (("NVIDIA H200", "H200 SXM"), {"bf16": 989, "fp16": 989, "fp32": 67, "tf32": 494}),
+    # The NVL cards run at lower clocks than the SXM parts their names also match: no MFU rather
+    # than an SXM peak that would understate it.
+    (
+        ("NVIDIA H100 NVL", "NVIDIA H200 NVL"),
+        {"bf16": None, "fp16": None, "fp32": None, "tf32": None},
+    ),
     (("NVIDIA B200",), {"bf16": 2250, "fp16": 2250, "fp32": 80, "tf32": 1100}),
     (("GB200",), {"bf16": 2500, "fp16": 2500, "fp32": 90, "tf32": 1250}),
     (("RTX 5090",), {"bf16": 209.5, "fp16": 209.5, "fp32": 104.8, "tf32": 104.8}),
@@ -93,7 +99,13 @@ PEAK_TFLOPS = [
 GPU_CPU_LOSS_TOL = 1e-3
 GPU_CPU_PARAM_TOL = 1e-4
 
-OOM_MARKERS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_MEMORY")
+# torch 1.x reports a cuBLAS or cuDNN workspace that does not fit by its status name.
+OOM_MARKERS = (
+    "out of memory",
+    "CUDNN_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_NOT_ENOUGH_MEMORY",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+)
 
 
 def log(message):
@@ -496,36 +508,50 @@ def mixed_precision(torch, device):
     return None
 
 
-def tf32_available(torch, device):
+def _tf32_switches(torch):
+    """[(object, attribute, value when on, value when off)] for TF32 in this torch, or [].
+
+    torch 2.9+ has per-backend `fp32_precision` settings and rejects reading the old
+    `allow_tf32` flags once the new ones were used; older torch (1.7+) has only `allow_tf32`.
+    One API is used, never both.
+    """
     matmul = getattr(getattr(torch.backends, "cuda", None), "matmul", None)
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if matmul is not None and conv is not None:
+        if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+            return [
+                (matmul, "fp32_precision", "tf32", "ieee"),
+                (conv, "fp32_precision", "tf32", "ieee"),
+            ]
+    if matmul is not None and hasattr(matmul, "allow_tf32"):
+        if hasattr(torch.backends.cudnn, "allow_tf32"):
+            return [
+                (matmul, "allow_tf32", True, False),
+                (torch.backends.cudnn, "allow_tf32", True, False),
+            ]
+    return []
+
+
+def tf32_available(torch, device):
     return (
         device == "cuda"
-        and matmul is not None
-        and hasattr(matmul, "allow_tf32")
-        and hasattr(torch.backends.cudnn, "allow_tf32")
+        and bool(_tf32_switches(torch))
         and torch.cuda.get_device_capability(0)[0] >= 8
     )
 
 
 def set_tf32(torch, enabled):
-    """Set both TF32 switches; returns the previous values for restore_tf32."""
-    matmul = getattr(getattr(torch.backends, "cuda", None), "matmul", None)
-    previous = (
-        getattr(matmul, "allow_tf32", None) if matmul is not None else None,
-        getattr(torch.backends.cudnn, "allow_tf32", None),
-    )
-    if previous[0] is not None:
-        matmul.allow_tf32 = enabled
-    if previous[1] is not None:
-        torch.backends.cudnn.allow_tf32 = enabled
+    """Set TF32 for matmuls and convs; returns the previous values for restore_tf32."""
+    previous = []
+    for obj, attr, on, off in _tf32_switches(torch):
+        previous.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, on if enabled else off)
     return previous
 
 
 def restore_tf32(torch, previous):
-    if previous[0] is not None:
-        torch.backends.cuda.matmul.allow_tf32 = previous[0]
-    if previous[1] is not None:
-        torch.backends.cudnn.allow_tf32 = previous[1]
+    for obj, attr, value in previous:
+        setattr(obj, attr, value)
 
 
 def collect_features(torch, device):
@@ -573,16 +599,29 @@ def load_digit_tensors(torch, path):
     return images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]
 
 
-def random_shift(torch, images, pad, generator):
+def draw_shifts(torch, steps, batch, pad, generator):
+    """(dy, dx) offsets for `steps` batches, each (steps, batch), drawn on the CPU generator in
+    the order per-batch draws would take them, so the augmentation is the same either way."""
+    dys, dxs = [], []
+    for _ in range(steps):
+        dys.append(torch.randint(0, 2 * pad + 1, (batch,), generator=generator))
+        dxs.append(torch.randint(0, 2 * pad + 1, (batch,), generator=generator))
+    return torch.stack(dys), torch.stack(dxs)
+
+
+def random_shift(torch, images, pad, generator, offsets=None):
     """Each image shifted by up to `pad` pixels in x and y (zero padding, random crop).
 
     Zero is the background in [0, 1] space. One gather handles the whole batch; advanced indexing
     with broadcasting exists in every supported torch, unlike newer augmentation helpers.
+    `offsets` = (dy, dx) already on the images' device; otherwise they are drawn here.
     """
     n, _, h, w = images.shape
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    if offsets is None:
+        dy, dx = (t[0].to(images.device) for t in draw_shifts(torch, 1, n, pad, generator))
+    else:
+        dy, dx = offsets
     rows = (dy.view(n, 1) + torch.arange(h, device=images.device).view(1, h)).view(n, h, 1)
     cols = (dx.view(n, 1) + torch.arange(w, device=images.device).view(1, w)).view(n, 1, w)
     batch = torch.arange(n, device=images.device).view(n, 1, 1)
@@ -673,10 +712,16 @@ def run_convergence(torch, device, args):
         step = 0
         for epoch in range(epochs):
             order = torch.randperm(n, generator=gen).to(device)
+            # The epoch's shifts are drawn at once and copied to the device once: a copy per
+            # step would wait for the GPU's queue to drain every time.
+            shift_y, shift_x = (
+                t.to(device) for t in draw_shifts(torch, steps_per_epoch, batch, 3, gen)
+            )
             epoch_loss = torch.zeros((), device=device)
-            for i in range(0, steps_per_epoch * batch, batch):
+            for k, i in enumerate(range(0, steps_per_epoch * batch, batch)):
                 idx = order[i : i + batch]
-                x = (random_shift(torch, tx[idx], 3, gen) - mean) / std
+                shifted = random_shift(torch, tx[idx], 3, gen, (shift_y[k], shift_x[k]))
+                x = (shifted - mean) / std
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, base_lr)
                 loss = torch.nn.functional.cross_entropy(model(x), ty[idx])
@@ -794,6 +839,7 @@ def is_oom(exc):
 def _make_sgd(torch, params, device):
     # Fused SGD (one kernel for all parameters) where this torch has it for CUDA; the for-each
     # default elsewhere. Probed by construction, since the keyword arrived late.
+    params = list(params)  # a generator would be spent by a failed first attempt
     if device == "cuda":
         try:
             return torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, fused=True)
@@ -809,13 +855,9 @@ def reset_peak_memory(torch):
         torch.cuda.reset_max_memory_allocated()
 
 
-def measure_row(torch, device, precision, channels_last, batch, timing, macs, peaks, seed=0):
-    """Throughput of ResNet-18 training at one (precision, batch). OOM becomes a row, not a raise.
-
-    timing: dict with warmup (steps), windows (count), window_s (target seconds per window),
-    min_steps / max_steps (per window).
-    """
-    row = {
+def new_row(precision, channels_last, batch):
+    """A throughput row with every field present; measurements stay None until made."""
+    return {
         "model": "resnet18_cifar",
         "precision": precision,
         "channels_last": bool(channels_last),
@@ -831,7 +873,18 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
         "windows": None,
         "steps_per_window": None,
         "final_loss": None,
+        "seconds": None,
     }
+
+
+def measure_row(torch, device, precision, channels_last, batch, timing, macs, peaks, seed=0):
+    """Throughput of ResNet-18 training at one (precision, batch). OOM becomes a row, not a raise.
+
+    timing: dict with warmup (steps), windows (count), window_s (target seconds per window),
+    min_steps / max_steps (per window).
+    """
+    row = new_row(precision, channels_last, batch)
+    started = time.time()
     oom_message = None
     model = state = x = y = loss = None
     previous_tf32 = None
@@ -853,13 +906,16 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
             if precision == "fp16":
                 # fp16's 5-bit exponent underflows small gradients; loss scaling keeps them.
                 scaler = make_grad_scaler(torch)
-        state = StepState(model, _make_sgd(torch, model.parameters(), device), autocast, scaler)
-        if device == "cuda":
-            reset_peak_memory(torch)
+        optimizer = _make_sgd(torch, model.parameters(), device)
+        row["fused_sgd"] = bool(getattr(optimizer, "defaults", {}).get("fused"))
+        state = StepState(model, optimizer, autocast, scaler)
         # Warm-up: first steps pay for cuDNN autotuning, allocator growth and lazy init.
         for _ in range(timing["warmup"]):
             loss = train_step(state, x, y)
         synchronize(torch, device)
+        if device == "cuda":
+            # From here the peak is a training step's, not cuDNN's autotuning workspaces.
+            reset_peak_memory(torch)
         # Calibrate the window length from two timed steps so every window lasts about window_s.
         t = time.perf_counter()
         for _ in range(2):
@@ -900,7 +956,7 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
             raise
         oom_message = str(exc).splitlines()[0][:300]
     finally:
-        if previous_tf32 is not None:
+        if previous_tf32:
             restore_tf32(torch, previous_tf32)
     if oom_message is not None:
         # Freed outside the except block: the live traceback would otherwise pin the frames that
@@ -908,10 +964,15 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
         row["oom"] = True
         row["error"] = oom_message
     del model, state, x, y, loss
+    release_memory(torch, device)
+    row["seconds"] = round(time.time() - started, 2)
+    return row
+
+
+def release_memory(torch, device):
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
-    return row
 
 
 def default_batches(device, quick):
@@ -947,16 +1008,28 @@ def throughput_plan(torch, device, precisions=None):
     return [(p, has_cl and p in ("bf16", "fp16", "tf32")) for p in wanted]
 
 
-def run_throughput(torch, device, batches, plan, timing, peaks):
-    """Sweep each (precision, channels_last) over `batches`; stop a precision at its first OOM."""
-    macs = count_macs(build_resnet18(), (3, 32, 32))
-    rows = []
+def run_throughput(torch, device, batches, plan, timing, peaks, rows):
+    """Sweep each (precision, channels_last) over `batches`, appending to `rows` as it goes.
+
+    A precision stops at its first OOM (the row says so) or at its first other error: that row
+    carries the error, and the next precision still runs.
+    """
     max_batch = {}
+    macs = count_macs(build_resnet18(), (3, 32, 32))
     for precision, channels_last in plan:
         max_batch[precision] = None
         for batch in batches:
             log(f"throughput {precision} channels_last={channels_last} batch {batch}")
-            row = measure_row(torch, device, precision, channels_last, batch, timing, macs, peaks)
+            try:
+                row = measure_row(
+                    torch, device, precision, channels_last, batch, timing, macs, peaks
+                )
+            except Exception as exc:
+                rows.append(new_row(precision, channels_last, batch))
+                rows[-1]["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+                log(f"  failed: {rows[-1]['error'].splitlines()[0]}")
+                release_memory(torch, device)
+                break
             rows.append(row)
             if row["oom"]:
                 log(f"  out of memory at batch {batch}; larger batches skipped")
@@ -967,7 +1040,7 @@ def run_throughput(torch, device, batches, plan, timing, peaks):
                     row["images_per_s"], row["ms_per_step"], row["spread"]
                 )
             )
-    return rows, max_batch, macs
+    return max_batch, macs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1105,8 +1178,8 @@ def run(args, report):
         batches = args.batches or default_batches(device, args.quick)
         plan = throughput_plan(torch, device, args.precisions)
         timing = default_timing(device, args.quick)
-        rows, max_batch, macs = run_throughput(torch, device, batches, plan, timing, peaks)
-        report["throughput"] = rows
+        rows = report["throughput"]  # filled as rows finish: a crash keeps what was measured
+        max_batch, macs = run_throughput(torch, device, batches, plan, timing, peaks, rows)
         report["throughput_max_batch"] = max_batch
         report["throughput_config"] = {
             "forward_macs_per_image": macs,
@@ -1129,7 +1202,21 @@ def run(args, report):
                 "peak_mem_mb is null on CPU: there are no per-row allocator statistics; "
                 "max_rss_mb is the whole process's peak resident memory"
             )
-        if any(r["final_loss"] is not None and not math.isfinite(r["final_loss"]) for r in rows):
+        if any(r["precision"] == "fp16" and r.get("fused_sgd") is False for r in rows):
+            report["notes"].append(
+                "fp16 rows ran without fused SGD: GradScaler then reads its overflow flag back "
+                "to the host every step, a sync the other rows do not pay"
+            )
+        if device == "cuda":
+            report["notes"].append(
+                "peak_mem_mb is the allocator's peak over the timed steps, after warm-up "
+                "(cuDNN autotuning workspaces excluded)"
+            )
+        if any(r.get("error") and not r["oom"] for r in rows):
+            report["failed_checks"].append("throughput.error")
+        if any(
+            r.get("final_loss") is not None and not math.isfinite(r["final_loss"]) for r in rows
+        ):
             report["failed_checks"].append("throughput.finite_loss")
         if rows and all(r["oom"] for r in rows if r["batch"] == min(batches)):
             report["failed_checks"].append("throughput.smallest_batch_oom")

@@ -230,9 +230,11 @@ def render_bench(doc: dict) -> str:
         out.append("")
         table = []
         for r in rows:
-            if r["oom"]:
+            if r["oom"] or r.get("error"):
                 table.append(
-                    [r["model"], r["precision"], _layout(r), r["batch"], "OOM"] + [None] * 6
+                    [r["model"], r["precision"], _layout(r), r["batch"]]
+                    + ["OOM" if r["oom"] else "error"]
+                    + [None] * 5
                 )
                 continue
             table.append(
@@ -266,6 +268,10 @@ def render_bench(doc: dict) -> str:
                 table,
             )
         )
+        for r in rows:
+            if r.get("error") and not r["oom"]:
+                first = str(r["error"]).splitlines()[0] if str(r["error"]).strip() else "?"
+                out.append(f"error in {r['precision']} at batch {r['batch']}: {first}")
         biggest = doc.get("throughput_max_batch") or {}
         if biggest:
             out.append(

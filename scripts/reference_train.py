@@ -78,7 +78,7 @@ def reference_model(torch):
     return model
 
 
-def reference_rate(torch, device, precision, batch, steps, windows, warmup):
+def reference_rate(bench, torch, device, precision, batch, steps, windows, warmup):
     """Images/s of the hand-written loop: median over `windows` timed windows of `steps` steps."""
     torch.manual_seed(0)
     if device == "cuda":
@@ -92,11 +92,13 @@ def reference_rate(torch, device, precision, batch, steps, windows, warmup):
     except (TypeError, RuntimeError):
         opt = torch.optim.SGD(model.parameters(), **kwargs)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    # The bench's helpers pick torch.amp or torch.cuda.amp, whichever this torch has.
+    scaler = bench.make_grad_scaler(torch) if precision == "fp16" else None
+    autocast = bench.autocast_context(torch, device, dtype)
     loss_fn = torch.nn.functional.cross_entropy
 
     def step():
-        with torch.autocast(device_type=device, dtype=dtype):
+        with autocast():
             loss = loss_fn(model(x), y)
         if scaler is None:
             loss.backward()
@@ -162,7 +164,7 @@ def main(argv=None):
     ref_rounds, bench_rounds, bench_rows = [], [], []
     for r in range(args.rounds):
         rate, windows = reference_rate(
-            torch, device, precision, args.batch, args.steps, args.windows, warmup
+            bench, torch, device, precision, args.batch, args.steps, args.windows, warmup
         )
         ref_rounds.append(
             {"images_per_s": round(rate, 2), "windows": [round(w, 2) for w in windows]}

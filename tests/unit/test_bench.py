@@ -231,7 +231,8 @@ def test_out_of_memory_becomes_a_row_and_stops_that_precision(monkeypatch):
 
     monkeypatch.setattr(bench, "train_step", step_that_ooms)
     plan = [("fp32", False), ("fp32", True)]
-    rows, max_batch, macs = bench.run_throughput(torch, "cpu", [2, 4, 8], plan, TINY_TIMING, {})
+    rows = []
+    max_batch, macs = bench.run_throughput(torch, "cpu", [2, 4, 8], plan, TINY_TIMING, {}, rows)
     assert [(r["channels_last"], r["batch"], r["oom"]) for r in rows] == [
         (False, 2, False),
         (False, 4, True),  # reported, not raised; batch 8 is not attempted
@@ -254,6 +255,73 @@ def test_other_runtime_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(bench, "train_step", broken_step)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         bench.measure_row(torch, "cpu", "fp32", False, 2, TINY_TIMING, 1, {})
+
+
+@pytest.mark.torch
+def test_an_error_in_one_precision_keeps_earlier_rows_and_runs_the_next(monkeypatch):
+    # e.g. a cuDNN EXECUTION_FAILED in the bf16 sweep must not erase the fp32 numbers.
+    torch = pytest.importorskip("torch")
+    real_step = bench.train_step
+
+    def step_failing_channels_last(state, x, y):
+        if x.is_contiguous(memory_format=torch.channels_last) and x.size(0) > 2:
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED")
+        return real_step(state, x, y)
+
+    monkeypatch.setattr(bench, "train_step", step_failing_channels_last)
+    rows = []
+    plan = [("fp32", True), ("fp32", False)]
+    max_batch, _ = bench.run_throughput(torch, "cpu", [2, 4, 8], plan, TINY_TIMING, {}, rows)
+    assert [(r["channels_last"], r["batch"], r["oom"]) for r in rows] == [
+        (True, 2, False),
+        (True, 4, False),  # the failed row, with its error; batch 8 not attempted
+        (False, 2, False),
+        (False, 4, False),
+        (False, 8, False),
+    ]
+    assert "EXECUTION_FAILED" in rows[1]["error"] and rows[1]["images_per_s"] is None
+    assert set(rows[1]) - {"error"} == set(rows[0]) - {"fused_sgd"}
+    assert all(r["images_per_s"] > 0 for r in rows if not r.get("error"))
+    assert all(r["seconds"] > 0 for r in rows if not r.get("error"))
+
+
+@pytest.mark.torch
+def test_a_crash_after_some_rows_still_reports_them(monkeypatch, capsys):
+    pytest.importorskip("torch")
+    calls = []
+    real_row = bench.measure_row
+
+    def row_then_crash(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # not an Exception: escapes run_throughput's catch
+        return real_row(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "measure_row", row_then_crash)
+    monkeypatch.setattr(bench, "default_timing", lambda device, quick: TINY_TIMING)
+    report = bench.empty_report()
+    args = bench.parse_args(["--device", "cpu", "--parts", "throughput", "--batches", "2,4"])
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(args, report)
+    assert [r["batch"] for r in report["throughput"]] == [2]
+
+
+@pytest.mark.torch
+def test_tf32_switches_round_trip_through_one_api():
+    torch = pytest.importorskip("torch")
+    switches = bench._tf32_switches(torch)
+    assert len(switches) == 2
+    before = [getattr(obj, attr) for obj, attr, _, _ in switches]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation of the API in use, no mixed-API error
+        previous = bench.set_tf32(torch, True)
+        assert [getattr(obj, attr) for obj, attr, _, _ in switches] == [s[2] for s in switches]
+        bench.set_tf32(torch, False)
+        assert [getattr(obj, attr) for obj, attr, _, _ in switches] == [s[3] for s in switches]
+        bench.restore_tf32(torch, previous)
+    assert [getattr(obj, attr) for obj, attr, _, _ in switches] == before
 
 
 # --- FLOP counting, peaks, architecture, schedule --------------------------------------------
@@ -295,6 +363,8 @@ def test_peak_table_matches_word_boundaries_and_longest_name():
     assert bench.peak_tflops("NVIDIA A10G", "fp16") is None  # not claimed by "NVIDIA A10"
     assert bench.peak_tflops("Tesla T4", "bf16") is None
     assert bench.peak_tflops("Some Future GPU", "bf16") is None
+    assert bench.peak_tflops("NVIDIA H200 NVL", "bf16") is None  # not the SXM part's peak
+    assert bench.peak_tflops("NVIDIA H200", "bf16") == 989
     assert bench.peak_tflops(None, "fp32") is None
 
 
@@ -431,3 +501,16 @@ def test_reference_script_runs_and_reports_a_ratio():
     assert doc["ratio"] == pytest.approx(
         doc["bench"]["images_per_s"] / doc["reference"]["images_per_s"], rel=1e-3
     )
+
+
+def test_the_bench_peak_table_mirrors_gpus_yaml():
+    # bench.py carries its own copy (it runs without PyYAML); the two must not drift apart.
+    facts = pytest.importorskip("envkit.facts")
+    assert len(bench.PEAK_TFLOPS) == len(facts.gpu_models())
+    for matches, peaks in bench.PEAK_TFLOPS:
+        for name in matches:
+            model = facts.gpu_model_for(name)
+            assert model is not None, name
+            assert model.peak_tflops == {
+                k: (None if v is None else float(v)) for k, v in peaks.items()
+            }, name

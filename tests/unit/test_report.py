@@ -147,6 +147,22 @@ def test_render_bench_of_a_failed_run(adam_convergence):
     assert "failed checks: convergence.accuracy" in text and "FAIL" in text
 
 
+@pytest.mark.torch
+def test_render_bench_shows_oom_and_error_rows_in_their_columns(quick):
+    doc = copy.deepcopy(quick)
+    good = doc["throughput"][0]
+    doc["throughput"] += [
+        dict(good, batch=4096, images_per_s=None, oom=True, error="CUDA out of memory."),
+        dict(good, batch=8192, images_per_s=None, error="RuntimeError: cuDNN error: X\nmore"),
+    ]
+    text = report.render_bench(report.validate_bench(doc))
+    oom_line = next(line for line in text.splitlines() if " 4096 " in line)
+    err_line = next(line for line in text.splitlines() if " 8192 " in line)
+    header = next(line for line in text.splitlines() if "img/s" in line)
+    assert oom_line.index("OOM") == err_line.index("error") == header.index("img/s")
+    assert "error in " + good["precision"] + " at batch 8192: RuntimeError: cuDNN error: X" in text
+
+
 ROW = {
     "model": "resnet18",
     "precision": "fp32",
