@@ -7,7 +7,9 @@
 # WHEELS=DIR installs envkit's own small dependencies (click, PyYAML, packaging, pytest,
 # matplotlib) from a folder of wheels on a machine without network; PYTHON picks the
 # interpreter. Every command's output and exit code lands in OUT_DIR, with commands.txt
-# listing exactly what ran.
+# listing exactly what ran. The benchmark and the reference loop need only torch: when the
+# dependencies cannot be installed, or Python is older than 3.9 (envkit's CLI needs it), the
+# envkit steps are skipped with a note and the rest still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-docs/gpu}
@@ -16,39 +18,62 @@ mkdir -p "$OUT"
 : > "$OUT/commands.txt"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 
-if ! "$PY" -c "import click, yaml, packaging, pytest" 2>/dev/null; then
-    "$PY" -m pip install -q ${WHEELS:+--no-index --find-links "$WHEELS"} \
-        click pyyaml packaging pytest matplotlib || exit 1
-fi
+now() { date +%s.%N; }
 
 # step NAME COMMAND... : run, keep stdout in NAME, stderr in NAME.err, time and exit code.
 step() {
     local name=$1; shift
     echo "\$ $*" >> "$OUT/commands.txt"
     local start code
-    start=$EPOCHREALTIME
+    start=$(now)
     "$@" > "$OUT/$name" 2> "$OUT/$name.err"
     code=$?
-    awk -v a="$start" -v b="$EPOCHREALTIME" -v c="$code" \
+    awk -v a="$start" -v b="$(now)" -v c="$code" \
         'BEGIN { printf "  -> exit %s, %.1f s\n", c, b - a }' >> "$OUT/commands.txt"
     echo "$name: exit $code"
+}
+
+# skipped NAME WHY : record a step that could not run here.
+skipped() {
+    echo "# skipped $1: $2" >> "$OUT/commands.txt"
+    echo "$1: skipped ($2)"
+}
+
+ENVKIT_OK=1
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
+    ENVKIT_OK=0; WHY="envkit's CLI needs Python >= 3.9; $("$PY" -V 2>&1)"
+elif ! "$PY" -c "import click, yaml, packaging, pytest, matplotlib" 2>/dev/null; then
+    if ! "$PY" -m pip install -q ${WHEELS:+--no-index --find-links "$WHEELS"} \
+        click pyyaml packaging pytest matplotlib; then
+        ENVKIT_OK=0; WHY="could not install click, PyYAML, packaging, pytest, matplotlib (set WHEELS=DIR)"
+    fi
+fi
+[ "$ENVKIT_OK" = 1 ] || echo "warning: $WHY; envkit CLI steps are skipped" >&2
+
+# envkit_step NAME COMMAND... : a step that needs envkit's dependencies.
+envkit_step() {
+    if [ "$ENVKIT_OK" = 1 ]; then step "$@"; else skipped "$1" "$WHY"; fi
 }
 
 step nvidia-smi.txt nvidia-smi
 step versions.txt "$PY" -c "import sys, torch; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.get_arch_list())"
 # doctor on the host: every GPU check (real matmul and conv on each GPU against the CPU)
-step doctor-host.json "$PY" -m envkit doctor --host --json
-step doctor-host.txt "$PY" -m envkit doctor --host
+envkit_step doctor-host.json "$PY" -m envkit doctor --host --json
+envkit_step doctor-host.txt "$PY" -m envkit doctor --host
 # static prediction: torch 1.13 (cu117) has no sm_90 kernels and no PTX -> no kernel image
-step doctor-static-torch1.13.txt "$PY" -m envkit doctor torch1.13-cuda11 --static
-step doctor-static-torch1.4.txt "$PY" -m envkit doctor torch1.4-cuda10 --static
-step doctor-static-torch2.14.txt "$PY" -m envkit doctor torch2.14-cuda13 --static
+envkit_step doctor-static-torch1.13.txt "$PY" -m envkit doctor torch1.13-cuda11 --static
+envkit_step doctor-static-torch1.4.txt "$PY" -m envkit doctor torch1.4-cuda10 --static
+envkit_step doctor-static-torch2.14.txt "$PY" -m envkit doctor torch2.14-cuda13 --static
 step probe-host.json "$PY" envkit/probe.py
-# the benchmark: default run (target: under 2 minutes on an H100), then the quick one
-step bench-default.json "$PY" envkit/bench.py --out "$OUT/bench-h100.json"
-step bench-quick.json "$PY" envkit/bench.py --quick
+# the benchmark on the GPU (never a silent CPU fallback): the default run (target: under 2
+# minutes on an H100), then the quick one
+step bench-default.json "$PY" envkit/bench.py --device cuda --out "$OUT/bench-gpu.json"
+step bench-quick.json "$PY" envkit/bench.py --device cuda --quick
+# out of memory as a measurement: batches past what fits (ResNet-18 at 32x32 needs roughly
+# 6 MB per image in tf32, so 80 GB runs out by 16384 and 141 GB by 24576)
+step bench-oom.json "$PY" envkit/bench.py --device cuda --parts throughput --precisions tf32 --batches 8192,16384,24576
 # bench against the hand-tuned reference loop, same process, batch 1024 (target >= 0.95x)
 step reference-1024.json "$PY" scripts/reference_train.py --batch 1024 --device cuda
-step plots.txt "$PY" -c "import json; from envkit import report; print(report.plot_bench(json.load(open('$OUT/bench-h100.json')), '$OUT', prefix='bench-h100-'))"
-step pytest-gpu.txt "$PY" -m pytest tests/gpu -v -rs -p no:cacheprovider
+envkit_step plots.txt "$PY" -c "import json; from envkit import report; print(report.plot_bench(json.load(open('$OUT/bench-gpu.json')), '$OUT', prefix='bench-gpu-'))"
+envkit_step pytest-gpu.txt "$PY" -m pytest tests/gpu -v -rs -p no:cacheprovider
 echo "done: $OUT (commands and exit codes in $OUT/commands.txt)"
