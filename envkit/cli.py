@@ -229,9 +229,12 @@ def show(ctx, name, as_json):
 
     entry = _matrix(ctx).get(name)
     data = entry.to_dict()
-    data["min_driver"], data["arch_list"] = None, None  # a CPU-only entry needs neither
+    # A CPU-only entry needs none of these. min_driver is the CUDA toolkit's own driver;
+    # min_driver_compat the oldest that still runs it (minor-version compatibility, CUDA 11+).
+    data["min_driver"], data["min_driver_compat"], data["arch_list"] = None, None, None
     if entry.cuda:
         data["min_driver"] = facts.min_driver_for(entry.cuda)
+        data["min_driver_compat"] = facts.min_driver_compat_for(entry.cuda)
         arch = facts.arch_list(entry.torch, entry.cuda)
         data["arch_list"] = list(arch) if arch else None
     if as_json:
