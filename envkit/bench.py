@@ -170,7 +170,9 @@ def arch_supported(capability, arch_list):
 
     Returns (supported: bool|None, reason). sm_XY machine code runs on devices of the same major
     version and minor >= Y, except arch-specific sm_XYa builds which run only on exactly XY;
-    compute_XY PTX is JIT-compiled for any device >= XY. None when the list is empty (unknown).
+    compute_XY PTX is JIT-compiled for any device >= XY, compute_XYa only on XY, compute_XYf
+    only within major X. None when the list is empty (unknown). The same rules as
+    envkit.facts.kernel_supports, which this file cannot import.
     """
     if not arch_list:
         return None, "torch does not report the architectures it was compiled for"
@@ -185,8 +187,15 @@ def arch_supported(capability, arch_list):
                 return True, "machine code for " + arch
             if suffix != "a" and a_major == major and a_minor <= minor:
                 return True, "machine code for " + arch
-        elif kind == "compute" and (a_major, a_minor) <= (major, minor) and suffix != "a":
-            return True, "PTX for " + arch + " (JIT-compiled at first use)"
+        elif kind == "compute":
+            if suffix == "a":
+                runs = (a_major, a_minor) == (major, minor)
+            elif suffix == "f":
+                runs = a_major == major and a_minor <= minor
+            else:
+                runs = (a_major, a_minor) <= (major, minor)
+            if runs:
+                return True, "PTX for " + arch + " (JIT-compiled at first use)"
     return False, (
         "GPU compute capability sm_{}{} is not covered by this torch build's architectures {}: "
         "every CUDA kernel would fail with 'no kernel image is available'. Use a torch build "
@@ -969,6 +978,17 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
     return row
 
 
+def device_broken(torch, device):
+    """None when `device` still runs a kernel after an error; else what went wrong."""
+    try:
+        release_memory(torch, device)
+        if device == "cuda":
+            (torch.ones(8, device="cuda") * 2).sum().item()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return None
+
+
 def release_memory(torch, device):
     gc.collect()
     if device == "cuda":
@@ -1020,15 +1040,25 @@ def run_throughput(torch, device, batches, plan, timing, peaks, rows):
         max_batch[precision] = None
         for batch in batches:
             log(f"throughput {precision} channels_last={channels_last} batch {batch}")
+            row = None
             try:
                 row = measure_row(
                     torch, device, precision, channels_last, batch, timing, macs, peaks
                 )
             except Exception as exc:
-                rows.append(new_row(precision, channels_last, batch))
-                rows[-1]["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-                log(f"  failed: {rows[-1]['error'].splitlines()[0]}")
-                release_memory(torch, device)
+                failed = new_row(precision, channels_last, batch)
+                failed["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+                rows.append(failed)
+                log(f"  failed: {failed['error'].splitlines()[0]}")
+            if row is None:
+                # Outside the except block, so the failed step's frames are already released.
+                broken = device_broken(torch, device)
+                if broken:
+                    # A sticky CUDA error (an illegal address, a launch failure) poisons the
+                    # context: every later measurement would fail the same way.
+                    rows[-1]["error"] += "\nthe CUDA context is unusable afterwards: " + broken
+                    log("  the CUDA context is unusable; the sweep stops here")
+                    return max_batch, macs
                 break
             rows.append(row)
             if row["oom"]:

@@ -257,6 +257,7 @@ def _explained(explanation: str, text: str) -> str:
 _BOILERPLATE = re.compile(
     r"CUDA kernel errors might be asynchronously reported|consider passing CUDA_LAUNCH_BLOCKING"
     r"|Compile with `?TORCH_USE_CUDA_DSA|Device-side assertion tracking was not enabled"
+    r"|^Search for `cuda\w+' in https://docs\.nvidia\.com"
 )
 
 
@@ -416,16 +417,7 @@ def _driver_check(
     proc_driver: str | None,
 ) -> Check:
     smi_driver = gpus[0].driver if gpus else None
-    if nvidia_smi_error and gpus:
-        return Check(
-            "driver",
-            "fail",
-            f"nvidia-smi listed {len(gpus)} GPU(s), then failed on another: "
-            f"{_last_line(nvidia_smi_error)}",
-            "a GPU is in a bad state or fell off the bus: look for Xid errors (`sudo dmesg | "
-            "grep -i xid`), reset it (`sudo nvidia-smi -r -i N`) or reboot",
-        )
-    if nvidia_smi_error:
+    if nvidia_smi_error and not gpus:
         explained = explain_error(nvidia_smi_error)
         if explained:
             return Check(
@@ -465,6 +457,15 @@ def _driver_check(
             "fail",
             f"{detail}: kernel module {proc_driver}, nvidia-smi reports {smi_driver}",
             fix,
+        )
+    if nvidia_smi_error:
+        return Check(
+            "driver",
+            "fail",
+            f"nvidia-smi listed {len(gpus)} GPU(s), then failed on another: "
+            f"{_last_line(nvidia_smi_error)}",
+            "a GPU is in a bad state or fell off the bus: look for Xid errors (`sudo dmesg | "
+            "grep -i xid`), reset it (`sudo nvidia-smi -r -i N`) or reboot",
         )
     if not gpus:
         if nvidia_smi_output is not None:
@@ -566,7 +567,9 @@ def _driver_floor(cuda: str) -> str | None:
     """The oldest driver that runs `cuda`'s runtime at all: the minor-version compatibility
     floor from CUDA 11 on, the toolkit's own driver before; None when not known."""
     facts = _facts()
-    return facts.min_driver_compat_for(cuda) or facts.min_driver_for(cuda)
+    known = [d for d in (facts.min_driver_compat_for(cuda), facts.min_driver_for(cuda)) if d]
+    # CUDA 11.0's own driver (450.51.05) is older than the 11.x compatibility floor: the lower wins.
+    return min(known, key=_version_tuple) if known else None
 
 
 def _driver_ok(driver: str, cuda: str) -> bool | None:
@@ -587,12 +590,30 @@ def _uncovered(entry, gpus: Sequence[HostGpu]) -> list[HostGpu] | None:
     return [g for g in gpus if g.capability and not facts.kernel_supports(arches, g.capability)]
 
 
+def _needs_ptx_jit(entry, gpus: Sequence[HostGpu], driver: str) -> list[HostGpu]:
+    """GPUs that only the build's PTX covers, on a driver older than the entry's CUDA toolkit:
+    minor-version compatibility runs prebuilt machine code, but cannot JIT newer PTX."""
+    facts = _facts()
+    minimum = facts.min_driver_for(entry.cuda)
+    arches = facts.arch_list(entry.torch, entry.cuda)
+    if not minimum or not arches or _version_tuple(driver) >= _version_tuple(minimum):
+        return []
+    machine_code = [a for a in arches if a.startswith("sm_")]
+    return [
+        g
+        for g in gpus
+        if g.capability
+        and facts.kernel_supports(arches, g.capability)
+        and not facts.kernel_supports(machine_code, g.capability)
+    ]
+
+
 def _can_work(candidate, gpus: Sequence[HostGpu], driver: str | None) -> bool:
     if not gpus or driver is None:
         return candidate.cuda is None
     if candidate.cuda is None:
         return False  # a GPU host should be offered GPU entries
-    if not _driver_ok(driver, candidate.cuda):
+    if not _driver_ok(driver, candidate.cuda) or _needs_ptx_jit(candidate, gpus, driver):
         return False
     uncovered = _uncovered(candidate, gpus)
     return uncovered is not None and not uncovered
@@ -689,6 +710,19 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             "fail",
             f"host driver {driver} is older than {below}: "
             "expect 'CUDA driver version is insufficient for CUDA runtime version'",
+            f"upgrade the NVIDIA driver to >= {minimum}",
+        )
+    elif _needs_ptx_jit(entry, gpus, driver):
+        names = ", ".join(
+            f"GPU {g.index} (sm_{g.capability.replace('.', '')})"
+            for g in _needs_ptx_jit(entry, gpus, driver)
+        )
+        driver_check = Check(
+            "driver-for-cuda",
+            "fail",
+            f"host driver {driver} is older than {minimum}, CUDA {entry.cuda}'s own driver: "
+            f"minor-version compatibility runs prebuilt machine code but cannot JIT-compile "
+            f"CUDA {entry.cuda}'s PTX, and {label} has only PTX for {names}",
             f"upgrade the NVIDIA driver to >= {minimum}",
         )
     elif _version_tuple(driver) < _version_tuple(minimum):
@@ -1215,10 +1249,18 @@ def run_nvidia_smi(timeout: float = 20) -> tuple[str | None, str | None]:
             fields.remove(bad.group(1))
             continue
         if done.returncode != 0:
-            error = text or f"nvidia-smi exited with {done.returncode}"
-            # One GPU in a bad state makes nvidia-smi exit non-zero after listing the others.
+            # One GPU in a bad state makes nvidia-smi exit non-zero after listing the others:
+            # keep their rows, and the rest of what it printed as the error.
             partial = _fill_missing(done.stdout, fields)
-            return (partial if parse_nvidia_smi(partial) else None), error
+            rows = parse_nvidia_smi(partial)
+            if not rows:
+                return None, text or f"nvidia-smi exited with {done.returncode}"
+            chatter = [
+                line
+                for line in text.splitlines()
+                if line.strip() and not parse_nvidia_smi(_fill_missing(line, fields))
+            ]
+            return partial, "\n".join(chatter) or f"nvidia-smi exited with {done.returncode}"
         return _fill_missing(done.stdout, fields), None
     return None, "nvidia-smi rejected every query field"
 

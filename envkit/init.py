@@ -547,8 +547,12 @@ def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
     """Why `entry` cannot use this host's GPUs, or None when it can (or cannot be told)."""
     if entry.cuda is None:
         return None
-    # From CUDA 11 on, an older driver of the same major family still runs the wheels' kernels.
-    minimum = facts.min_driver_compat_for(entry.cuda) or facts.min_driver_for(entry.cuda)
+    # From CUDA 11 on, an older driver of the same major family still runs the wheels' kernels
+    # (minor-version compatibility); CUDA 11.0's own driver is older still: the lower one counts.
+    known = [
+        d for d in (facts.min_driver_compat_for(entry.cuda), facts.min_driver_for(entry.cuda)) if d
+    ]
+    minimum = min(known, key=_numbers) if known else None
     if host.driver and minimum and _numbers(host.driver) < _numbers(minimum):
         return (
             f"CUDA {entry.cuda} needs NVIDIA driver >= {minimum}; "

@@ -299,6 +299,12 @@ def _devices(torch):
 def _no_tf32(torch):
     """Turn TF32 off so GPU float32 results are comparable with the CPU's (Ampere and newer)."""
     matmul = getattr(getattr(torch.backends, "cuda", None), "matmul", None)
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+        # torch 2.9+: the per-backend setting; mixing it with the old flags is an error there.
+        matmul.fp32_precision = "ieee"
+        conv.fp32_precision = "ieee"
+        return
     if matmul is not None and hasattr(matmul, "allow_tf32"):
         matmul.allow_tf32 = False
     if hasattr(torch.backends.cudnn, "allow_tf32"):

@@ -514,3 +514,71 @@ def test_the_bench_peak_table_mirrors_gpus_yaml():
             assert model.peak_tflops == {
                 k: (None if v is None else float(v)) for k, v in peaks.items()
             }, name
+
+
+def test_the_bench_arch_rule_agrees_with_facts():
+    # bench.py cannot import envkit.facts, so it carries the same CUDA compatibility rules.
+    facts = pytest.importorskip("envkit.facts")
+    arches = [
+        f"{kind}_{cc}{suffix}"
+        for kind in ("sm", "compute")
+        for cc in ("37", "50", "80", "86", "90", "100", "103", "120")
+        for suffix in ("", "a", "f")
+    ]
+    capabilities = ["3.7", "5.2", "8.0", "8.6", "8.9", "9.0", "10.0", "10.3", "12.0", "12.1"]
+    for arch in arches:
+        for cap in capabilities:
+            major, minor = cap.split(".")
+            got = bench.arch_supported((int(major), int(minor)), [arch])[0]
+            assert got is facts.kernel_supports([arch], cap), (arch, cap)
+
+
+@pytest.mark.torch
+def test_a_poisoned_device_stops_the_whole_sweep(monkeypatch):
+    # After a sticky CUDA error every later row would fail the same way; the stand-in for the
+    # device check is needed because a CPU cannot be put in that state.
+    torch = pytest.importorskip("torch")
+
+    def broken_step(state, x, y):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(bench, "train_step", broken_step)
+    monkeypatch.setattr(bench, "device_broken", lambda torch, device: "AcceleratorError: same")
+    rows = []
+    plan = [("fp32", False), ("fp32", True)]
+    bench.run_throughput(torch, "cpu", [2, 4], plan, TINY_TIMING, {}, rows)
+    assert len(rows) == 1
+    assert "illegal memory access" in rows[0]["error"]
+    assert "unusable afterwards: AcceleratorError: same" in rows[0]["error"]
+
+
+@pytest.mark.torch
+def test_a_working_device_is_not_reported_broken():
+    torch = pytest.importorskip("torch")
+    assert bench.device_broken(torch, "cpu") is None
+
+
+def _fake_backends(**matmul_attrs):
+    import types
+
+    return types.SimpleNamespace(
+        backends=types.SimpleNamespace(
+            cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(**matmul_attrs)),
+            cudnn=types.SimpleNamespace(**({"allow_tf32": True} if matmul_attrs else {})),
+        )
+    )
+
+
+def test_tf32_uses_the_old_flags_on_torch_1_7_to_2_8():
+    torch = _fake_backends(allow_tf32=False)
+    previous = bench.set_tf32(torch, True)
+    assert torch.backends.cuda.matmul.allow_tf32 is True and torch.backends.cudnn.allow_tf32
+    bench.restore_tf32(torch, previous)
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is True
+
+
+def test_tf32_is_left_alone_where_torch_has_no_switch():
+    torch = _fake_backends()  # torch < 1.7: no TF32 (and no Ampere support) at all
+    assert bench.set_tf32(torch, True) == []
+    assert not hasattr(torch.backends.cuda.matmul, "allow_tf32")

@@ -458,6 +458,34 @@ def test_driver_between_compat_floor_and_toolkit_driver_warns_and_is_suggested(f
     assert below.status == "fail" and "525" in below.detail
 
 
+def test_cuda_11_0_runs_on_its_own_driver_below_the_11x_compat_floor(facts):
+    # 11.0's own driver (450.51.05) is older than the 11.x compatibility floor (450.80.02).
+    driver = by_id(doctor.static_checks(TORCH17, gpus_of(A100), "450.51.06", ALL))[
+        "driver-for-cuda"
+    ]
+    assert driver.status == "pass"
+    assert TORCH17 in doctor.suggest_entries(TORCH16, gpus_of(A100), "450.51.06", [TORCH17])
+
+
+def test_a_gpu_only_ptx_covers_fails_below_the_toolkit_driver(facts, monkeypatch):
+    # Minor-version compatibility cannot JIT newer PTX: a build whose only code for sm_90 is
+    # compute_80 PTX needs CUDA 12.8's own driver on an H100, not just the 12.x floor.
+    entry = Entry("torch2.8-cuda12.8", "2.8.0", "12.8", python="3.12")
+    real = facts.arch_list
+    monkeypatch.setattr(
+        facts,
+        "arch_list",
+        lambda torch, cuda: ("sm_80", "compute_80") if torch == "2.8.0" else real(torch, cuda),
+    )
+    checks = by_id(doctor.static_checks(entry, gpus_of(H100), "535.104.05", ALL))
+    assert checks["driver-for-cuda"].status == "fail"
+    assert "only PTX for GPU 0 (sm_90)" in checks["driver-for-cuda"].detail
+    assert entry not in doctor.suggest_entries(TORCH113, gpus_of(H100), "535.104.05", [entry])
+    at_toolkit_driver = facts.min_driver_for("12.8")
+    checks = by_id(doctor.static_checks(entry, gpus_of(H100), at_toolkit_driver, ALL))
+    assert checks["driver-for-cuda"].status == "pass"
+
+
 def test_supported_entry_passes(facts):
     checks = by_id(doctor.static_checks(TORCH20, gpus_of(H100), "550.54.15", ALL))
     assert checks["driver-for-cuda"].status == "pass"
@@ -658,10 +686,13 @@ def test_no_kernel_image_on_a_gpu_is_explained():
 def test_cuda_error_under_torch_2_boilerplate_is_still_explained():
     # torch 2.x appends three lines of advice under every CUDA error; the cause is above them.
     probe = gpu_probe(1)
+    # The message as torch 2.9+ words it (torch/csrc/cuda: c10::AcceleratorError).
     probe["kernels"][0]["matmul"] = {
         "ok": False,
         "error": "AcceleratorError: CUDA error: no kernel image is available for execution on "
-        "the device\nCUDA kernel errors might be asynchronously reported at some other API "
+        "the device\nSearch for `cudaErrorNoKernelImageForDevice' in "
+        "https://docs.nvidia.com/cuda/cuda-runtime-api/group__CUDART__TYPES.html for more "
+        "information.\nCUDA kernel errors might be asynchronously reported at some other API "
         "call, so the stacktrace below might be incorrect.\nFor debugging consider passing "
         "CUDA_LAUNCH_BLOCKING=1\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side "
         "assertions.\n",
@@ -669,7 +700,7 @@ def test_cuda_error_under_torch_2_boilerplate_is_still_explained():
     check = by_id(doctor.container_checks(probe, TORCH214))["gpu0-kernels"]
     assert "no kernels compiled" in check.detail
     assert "matmul: AcceleratorError: CUDA error: no kernel image" in check.detail
-    assert "TORCH_USE_CUDA_DSA" not in check.detail
+    assert "TORCH_USE_CUDA_DSA" not in check.detail and "Search for" not in check.detail
     assert "ECC" not in check.fix
 
 
@@ -1023,6 +1054,19 @@ def test_run_nvidia_smi_keeps_the_gpus_listed_before_one_failed(tmp_path, monkey
     assert checks["driver"].status == "fail"
     assert "listed 1 GPU(s)" in checks["driver"].detail and "Xid" in checks["driver"].fix
     assert checks["gpu0"].status == "pass"
+
+
+def test_run_nvidia_smi_error_is_the_chatter_not_a_gpu_row(tmp_path, monkeypatch):
+    script = (
+        "echo '0, NVIDIA H100 80GB HBM3, 81559, 9.0, 550.54.15, Disabled'\n"
+        "echo 'Unable to determine the device handle for GPU1: 0000:1B:00.0: Unknown Error'\n"
+        "echo '2, NVIDIA H100 80GB HBM3, 81559, 9.0, 550.54.15, Disabled'\n"
+        "exit 15\n"
+    )
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, script))
+    output, error = doctor.run_nvidia_smi()
+    assert [g.index for g in doctor.parse_nvidia_smi(output)] == [0, 2]
+    assert error == "Unable to determine the device handle for GPU1: 0000:1B:00.0: Unknown Error"
 
 
 def test_run_nvidia_smi_drops_fields_an_old_driver_rejects(tmp_path, monkeypatch):

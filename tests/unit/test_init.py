@@ -367,6 +367,15 @@ def test_real_facts_run_cuda_12_8_on_the_535_driver_through_minor_version_compat
         init_project(folder, MATRIX, HostGPU("520.61.05", ("9.0",)))
 
 
+def test_real_facts_run_cuda_11_0_on_its_own_driver(tmp_path):
+    # 450.51.06 is CUDA 11.0's own driver line, older than the 11.x compatibility floor.
+    pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
+    real_matrix = matrix.load(DATA.parent.parent / "matrix.yaml")
+    folder = project(tmp_path, **{"requirements.txt": "torch==1.7.1\n"})
+    choice = init_project(folder, real_matrix, HostGPU("450.51.06", ("8.0",)))
+    assert choice.entry.name == "torch1.7-cuda11"
+
+
 def test_requirements_star_files_at_the_top_are_read(tmp_path):
     folder = project(tmp_path, **{"requirements-dev.txt": "pytest\ntorch==1.8.1\n"})
     choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
