@@ -245,14 +245,14 @@ def test_out_of_memory_becomes_a_row_and_stops_that_precision(monkeypatch):
     assert max_batch == {"fp32": 2}
 
 
+def _illegal_access_step(state, x, y):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
 @pytest.mark.torch
 def test_other_runtime_errors_are_not_swallowed(monkeypatch):
     torch = pytest.importorskip("torch")
-
-    def broken_step(state, x, y):
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-    monkeypatch.setattr(bench, "train_step", broken_step)
+    monkeypatch.setattr(bench, "train_step", _illegal_access_step)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         bench.measure_row(torch, "cpu", "fp32", False, 2, TINY_TIMING, 1, {})
 
@@ -538,11 +538,7 @@ def test_a_poisoned_device_stops_the_whole_sweep(monkeypatch):
     # After a sticky CUDA error every later row would fail the same way; the stand-in for the
     # device check is needed because a CPU cannot be put in that state.
     torch = pytest.importorskip("torch")
-
-    def broken_step(state, x, y):
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-    monkeypatch.setattr(bench, "train_step", broken_step)
+    monkeypatch.setattr(bench, "train_step", _illegal_access_step)
     monkeypatch.setattr(bench, "device_broken", lambda torch, device: "AcceleratorError: same")
     rows = []
     plan = [("fp32", False), ("fp32", True)]
