@@ -620,6 +620,20 @@ def test_torch_import_failure_fails():
     assert "cuda" not in checks
 
 
+def test_recorded_torch_1_1_probe_on_python_3_7_matches_its_entry(facts):
+    # Real output of the probe under Python 3.7.16 with PyPI's torch 1.1.0 (CUDA 9.0 build) and
+    # torchvision 0.3.0, on this GPU-less machine: the oldest stack the matrix lists.
+    probe = recorded("cuda90-host-torch1.1.0-py37-nogpu.json")
+    entry = Entry("torch1.1-cuda9", "1.1.0", "9.0", python="3.7", torchvision="0.3.0")
+    entry = replace(entry, cudnn="7.5.1")
+    checks = by_id(doctor.container_checks(probe, entry))
+    for check_id in ("probe", "python", "torch", "cuda-build", "cudnn", "torchvision"):
+        assert checks[check_id].status == "pass", checks[check_id]
+    assert probe["cuda"]["arch_list"] is None  # torch 1.1 has no get_arch_list()
+    assert checks["cuda"].status == "fail" and "/dev/nvidia" in checks["cuda"].detail
+    assert checks["dataloader"].status == "pass"
+
+
 def test_fatal_probe_fails():
     (check,) = doctor.container_checks({"fatal": "MemoryError"}, TORCH213_CPU)
     assert check.status == "fail" and "MemoryError" in check.detail
