@@ -593,19 +593,10 @@ def _uncovered(entry, gpus: Sequence[HostGpu]) -> list[HostGpu] | None:
 def _needs_ptx_jit(entry, gpus: Sequence[HostGpu], driver: str) -> list[HostGpu]:
     """GPUs that only the build's PTX covers, on a driver older than the entry's CUDA toolkit:
     minor-version compatibility runs prebuilt machine code, but cannot JIT newer PTX."""
-    facts = _facts()
-    minimum = facts.min_driver_for(entry.cuda)
-    arches = facts.arch_list(entry.torch, entry.cuda)
-    if not minimum or not arches or _version_tuple(driver) >= _version_tuple(minimum):
+    minimum = _facts().min_driver_for(entry.cuda)
+    if not minimum or _version_tuple(driver) >= _version_tuple(minimum):
         return []
-    machine_code = [a for a in arches if a.startswith("sm_")]
-    return [
-        g
-        for g in gpus
-        if g.capability
-        and facts.kernel_supports(arches, g.capability)
-        and not facts.kernel_supports(machine_code, g.capability)
-    ]
+    return _ptx_only_gpus(entry, gpus)
 
 
 def _can_work(candidate, gpus: Sequence[HostGpu], driver: str | None) -> bool:
@@ -1496,7 +1487,7 @@ def _probe_in_image(
             timeout=timeout,
         )
     except ProgramTimedOut:
-        return out + [_probe_timed_out(timeout, want_gpus)]
+        return out + [_probe_timed_out(timeout, want_gpus, _ptx_only_gpus(entry, gpus))]
     except EnvkitError as exc:
         message = exc.message
         explained = explain_error(message)
@@ -1532,7 +1523,35 @@ def _probe_in_image(
     return out + container_checks(probe, entry, no_gpu=no_gpu)
 
 
-def _probe_timed_out(timeout: float, with_gpus: bool) -> Check:
+def _ptx_only_gpus(entry, gpus: Sequence[HostGpu]) -> list[HostGpu]:
+    """GPUs the entry's build covers only through PTX, which the driver compiles at first use."""
+    facts = _facts()
+    arches = facts.arch_list(entry.torch, entry.cuda) if entry.cuda else None
+    if not arches:
+        return []
+    machine_code = [a for a in arches if a.startswith("sm_")]
+    return [
+        g
+        for g in gpus
+        if g.capability
+        and facts.kernel_supports(arches, g.capability)
+        and not facts.kernel_supports(machine_code, g.capability)
+    ]
+
+
+def _probe_timed_out(timeout: float, with_gpus: bool, ptx_only=()) -> Check:
+    if with_gpus and ptx_only:
+        sms = ", ".join(sorted({"sm_" + g.capability.replace(".", "") for g in ptx_only}))
+        return Check(
+            "probe",
+            "fail",
+            f"the probe did not finish within {timeout:.0f}s with the GPUs attached; this build "
+            f"has only PTX for {sms}, which the driver compiles for the whole library at the "
+            "first CUDA call (this can take longer than the limit)",
+            "use an entry whose arch list has machine code for the GPU (`envkit doctor NAME "
+            "--static` names them), or run once with a persistent JIT cache (mount a folder at "
+            "~/.nv/ComputeCache and set CUDA_CACHE_MAXSIZE=4294967296)",
+        )
     return Check(
         "probe",
         "fail",

@@ -973,6 +973,17 @@ def test_orchestrator_probe_timeout_with_gpus_is_not_a_refusal():
     assert report.ok is False
 
 
+def test_probe_timeout_on_a_ptx_only_gpu_names_the_jit(facts):
+    # torch 1.4 + CUDA 10.1 carries compute_37 PTX and no sm_90 code: on an H100 the driver
+    # JIT-compiles the whole library at the first CUDA call.
+    engine = FakeEngine(info=gpu_docker_info(), outputs=[ProgramTimedOut("python3 ... 600s", "x")])
+    report = doctor.run_doctor(TORCH14, engine=engine, host=H100_HOST, all_entries=ALL)
+    probe = by_id(report.checks)["probe"]
+    assert probe.status == "fail"
+    assert "only PTX for sm_90" in probe.detail
+    assert "ComputeCache" in probe.fix
+
+
 def test_orchestrator_engine_lost_during_gpu_probe_is_not_a_refusal():
     lost = EngineUnavailable("lost the Docker engine while python3 ran: reset", "check dockerd")
     engine = FakeEngine(info=gpu_docker_info(), outputs=[lost])
