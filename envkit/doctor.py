@@ -563,19 +563,10 @@ def _torch_version(text: str) -> Version | None:
         return None
 
 
-def _driver_floor(cuda: str) -> str | None:
-    """The oldest driver that runs `cuda`'s runtime at all: the minor-version compatibility
-    floor from CUDA 11 on, the toolkit's own driver before; None when not known."""
-    facts = _facts()
-    known = [d for d in (facts.min_driver_compat_for(cuda), facts.min_driver_for(cuda)) if d]
-    # CUDA 11.0's own driver (450.51.05) is older than the 11.x compatibility floor: the lower wins.
-    return min(known, key=_version_tuple) if known else None
-
-
 def _driver_ok(driver: str, cuda: str) -> bool | None:
     """Can `driver` run `cuda` (through minor-version compatibility if need be)? None when the
     minimum is not known."""
-    floor = _driver_floor(cuda)
+    floor = _facts().min_driver_to_run(cuda)
     if floor is None:
         return None
     return _version_tuple(driver) >= _version_tuple(floor)
@@ -674,6 +665,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
     label = f"torch {entry.torch}+cu{entry.cuda.replace('.', '')}"
 
     minimum = facts.min_driver_for(entry.cuda)
+    floor = facts.min_driver_to_run(entry.cuda)
     if driver is None:
         driver_check = Check(
             "driver-for-cuda",
@@ -690,7 +682,6 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             "the container checks (`envkit doctor NAME` with the image built) will tell",
         )
     elif not _driver_ok(driver, entry.cuda):
-        floor = _driver_floor(entry.cuda)
         below = (
             f"{floor}, the oldest that runs CUDA {entry.cuda} through minor-version compatibility"
             if floor != minimum
@@ -703,11 +694,8 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             "expect 'CUDA driver version is insufficient for CUDA runtime version'",
             f"upgrade the NVIDIA driver to >= {minimum}",
         )
-    elif _needs_ptx_jit(entry, gpus, driver):
-        names = ", ".join(
-            f"GPU {g.index} (sm_{g.capability.replace('.', '')})"
-            for g in _needs_ptx_jit(entry, gpus, driver)
-        )
+    elif jit_gpus := _needs_ptx_jit(entry, gpus, driver):
+        names = ", ".join(f"GPU {g.index} (sm_{g.capability.replace('.', '')})" for g in jit_gpus)
         driver_check = Check(
             "driver-for-cuda",
             "fail",
@@ -721,7 +709,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             "driver-for-cuda",
             "warn",
             f"host driver {driver} is older than {minimum}, CUDA {entry.cuda}'s own driver, but "
-            f"runs it through minor-version compatibility (>= {_driver_floor(entry.cuda)}): "
+            f"runs it through minor-version compatibility (>= {floor}): "
             f"prebuilt kernels work; code compiled at run time by CUDA {entry.cuda}'s compiler "
             "(nvrtc-generated kernels, CUDA extensions built in the image) may fail with 'the "
             "provided PTX was compiled with an unsupported toolchain'",

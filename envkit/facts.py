@@ -167,6 +167,14 @@ def min_driver_compat_for(cuda: str) -> str | None:
     return release.min_driver_compat if release else None
 
 
+def min_driver_to_run(cuda: str) -> str | None:
+    """The oldest driver that runs this CUDA's runtime at all: the lower of the toolkit's own
+    driver and the minor-version compatibility floor (CUDA 11.0's own driver, 450.51.05, is
+    older than the 11.x floor). None for an unknown CUDA."""
+    known = [d for d in (min_driver_compat_for(cuda), min_driver_for(cuda)) if d]
+    return min(known, key=driver_version) if known else None
+
+
 def driver_version(text: str) -> tuple[int, ...]:
     """A driver version as a tuple of ints ("535.104.05" -> (535, 104, 5)) for comparison."""
     return tuple(int(part) for part in str(text).strip().split("."))

@@ -40,9 +40,7 @@ _ANY = SpecifierSet()
 class Facts(Protocol):
     """The facts init consults (envkit.facts provides them)."""
 
-    def min_driver_for(self, cuda: str) -> str | None: ...
-
-    def min_driver_compat_for(self, cuda: str) -> str | None: ...
+    def min_driver_to_run(self, cuda: str) -> str | None: ...
 
     def arch_list(self, torch: str, cuda: str) -> tuple | None: ...
 
@@ -547,12 +545,8 @@ def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
     """Why `entry` cannot use this host's GPUs, or None when it can (or cannot be told)."""
     if entry.cuda is None:
         return None
-    # From CUDA 11 on, an older driver of the same major family still runs the wheels' kernels
-    # (minor-version compatibility); CUDA 11.0's own driver is older still: the lower one counts.
-    known = [
-        d for d in (facts.min_driver_compat_for(entry.cuda), facts.min_driver_for(entry.cuda)) if d
-    ]
-    minimum = min(known, key=_numbers) if known else None
+    # From CUDA 11 on, an older driver of the same major family still runs the wheels' kernels.
+    minimum = facts.min_driver_to_run(entry.cuda)
     if host.driver and minimum and _numbers(host.driver) < _numbers(minimum):
         return (
             f"CUDA {entry.cuda} needs NVIDIA driver >= {minimum}; "

@@ -171,6 +171,11 @@ def test_min_driver_unknown_and_ordering():
     assert facts.min_driver_compat_for("13.0") == "580"
     assert facts.min_driver_compat_for("10.2") is None
     assert facts.min_driver_compat_for("garbage") is None
+    # What runs a CUDA at all: the compatibility floor, or the toolkit's driver where lower.
+    assert facts.min_driver_to_run("12.8") == "525"
+    assert facts.min_driver_to_run("11.0") == "450.51.05"
+    assert facts.min_driver_to_run("10.2") == facts.min_driver_for("10.2")
+    assert facts.min_driver_to_run("garbage") is None
 
 
 def test_driver_comparison_is_numeric():

@@ -42,8 +42,7 @@ _ARCH = {
     ("2.8.0", "12.9"): ("sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"),
 }
 FACTS = SimpleNamespace(
-    min_driver_for=_MIN_DRIVER.get,
-    min_driver_compat_for=lambda cuda: None,
+    min_driver_to_run=_MIN_DRIVER.get,
     arch_list=lambda torch, cuda: _ARCH.get((torch, cuda)),
     kernel_supports=lambda arch, cap: "sm_" + cap.replace(".", "") in arch,
 )
