@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import build, dockerfile
-from .errors import BadInput, EngineUnavailable
+from .errors import BadInput, EngineUnavailable, make_folder
 from .matrix import Entry
 
 BAKE_FILE = "docker-bake.json"
@@ -111,12 +111,7 @@ def write_bake(
         raise BadInput("no entry matches", "see envkit list")
     path = path.resolve()
     folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(
-            f"cannot make folder {folder}: {exc.strerror or exc}", "pick another --output"
-        ) from None
+    make_folder(folder, "--output")
     if options.wheelhouse:
         context = options.wheelhouse.resolve()
     else:

@@ -10,18 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import bench, engine
-from .errors import BadInput, CheckFailed, ProgramTimedOut
+from .errors import BadInput, CheckFailed, ProgramTimedOut, make_folder
 
 Progress = Callable[[str], None]  # gets each progress line bench.py writes to stderr
-
-
-def _out_folder(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(
-            f"cannot make folder {out_dir}: {exc.strerror or exc}", "pick another --out"
-        ) from None
 
 
 def program_args(*, quick: bool, device: str, out_name: str, data: str | None) -> list[str]:
@@ -57,7 +48,7 @@ def in_image(
 ) -> dict:
     """Run bench.py in a throw-away container of `image`; the report lands in `out_dir`."""
     program, data = bench.program_files()
-    _out_folder(out_dir)
+    make_folder(out_dir, "--out")
     args = program_args(
         quick=quick,
         device="auto",
@@ -90,7 +81,7 @@ def on_host(
 ) -> dict:
     """Run bench.py with this host's Python (and its torch)."""
     program, data = bench.program_files()
-    _out_folder(out_dir)
+    make_folder(out_dir, "--out")
     args = program_args(
         quick=quick, device=device, out_name=str(out_dir / "bench-host.json"), data=data
     )

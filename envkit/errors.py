@@ -23,6 +23,16 @@ class BadInput(EnvkitError):
     exit_code = 2
 
 
+def make_folder(folder, option: str) -> None:
+    """Make `folder` (a Path) and its parents, or raise BadInput naming the option to change."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(
+            f"cannot make folder {folder}: {exc.strerror or exc}", f"pick another {option}"
+        ) from None
+
+
 class MatrixError(BadInput):
     """A matrix file is unusable; `problems` lists each FILE:LINE problem."""
 
