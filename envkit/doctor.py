@@ -795,9 +795,9 @@ def _same_release(have: str | None, want: str | None) -> bool:
     return have_parts[: len(want_parts)] == want_parts
 
 
-def _mismatch_fix(probe: dict, entry) -> str:
+def _mismatch_fix(entry, host_probe: bool) -> str:
     """The fix when what the probe found differs from the entry: the image's or the host's."""
-    if probe.get("in_container") is False:
+    if host_probe:
         return (
             f"this Python is not {entry.name}'s stack: check the image instead "
             f"(`envkit doctor {entry.name}` without --host), or install torch=={entry.torch} here"
@@ -805,7 +805,7 @@ def _mismatch_fix(probe: dict, entry) -> str:
     return f"rebuild the image: envkit build {entry.name}"
 
 
-def _versions_checks(probe: dict, entry) -> list[Check]:
+def _versions_checks(probe: dict, entry, host_probe: bool) -> list[Check]:
     checks = []
     python = probe.get("python") or "?"
     if entry is not None and not _same_release(python, entry.python):
@@ -814,7 +814,7 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
                 "python",
                 "fail",
                 f"Python {python}, but {entry.name} says Python {entry.python}",
-                _mismatch_fix(probe, entry),
+                _mismatch_fix(entry, host_probe),
             )
         )
     else:
@@ -828,14 +828,14 @@ def _versions_checks(probe: dict, entry) -> list[Check]:
                 "torch",
                 "fail",
                 f"torch cannot be imported: {_last_line(error)}",
-                _mismatch_fix(probe, entry)
+                _mismatch_fix(entry, host_probe)
                 if entry is not None
                 else "install torch in this Python",
             )
         )
         return checks
     version = torch.get("version") or "?"
-    rebuild = _mismatch_fix(probe, entry) if entry is not None else None
+    rebuild = _mismatch_fix(entry, host_probe) if entry is not None else None
     if entry is not None and _torch_version(version) != _torch_version(entry.torch):
         checks.append(
             Check("torch", "fail", f"torch {version}, but {entry.name} says {entry.torch}", rebuild)
@@ -918,7 +918,9 @@ def _cpu_entry_fix(entry) -> str:
     )
 
 
-def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
+def _cuda_check(
+    probe: dict, entry, no_gpu: tuple[str, str] | None, host_probe: bool, on_host: bool
+) -> Check:
     cuda = probe.get("cuda") or {}
     torch = probe.get("torch") or {}
     nvidia = probe.get("nvidia") or {}
@@ -948,7 +950,7 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
             "cuda",
             "fail",
             f"CUDA unavailable: {text}",
-            (_mismatch_fix(probe, entry) if entry is not None else None)
+            (_mismatch_fix(entry, host_probe) if entry is not None else None)
             or "install a CUDA build of torch (pip install --index-url "
             "https://download.pytorch.org/whl/cu<XY> torch)",
         )
@@ -963,8 +965,11 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
             "cuda",
             "fail",
             f"CUDA unavailable: {text}",
-            "run the container with GPUs (`--gpus all`) on a host with the NVIDIA driver and "
-            "the NVIDIA Container Toolkit",
+            "install and load the NVIDIA driver (`nvidia-smi` must list the GPUs); on a "
+            "machine without an NVIDIA GPU there is nothing for CUDA to use"
+            if on_host
+            else "run the container with GPUs (`--gpus all`) on a host with the NVIDIA driver "
+            "and the NVIDIA Container Toolkit",
         )
     if reason == "driver_too_old":
         minimum = None
@@ -982,16 +987,19 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
             "cuda",
             "fail",
             f"CUDA unavailable: {text}",
-            "unset CUDA_VISIBLE_DEVICES, or set it to indices (0..N-1) of the GPUs given to "
-            "the container",
+            "unset CUDA_VISIBLE_DEVICES, or set it to indices (0..N-1) of the GPUs "
+            + ("`nvidia-smi -L` lists" if on_host else "given to the container"),
         )
     if reason == "no_driver_library":
         return Check(
             "cuda",
             "fail",
             f"CUDA unavailable: {text}",
-            "request GPUs through the NVIDIA Container Toolkit (`--gpus all`), which mounts "
-            "libcuda; NVIDIA_DRIVER_CAPABILITIES must include compute,utility",
+            "install the NVIDIA driver, which provides libcuda.so.1 (`ldconfig -p | grep "
+            "libcuda` must find it)"
+            if on_host
+            else "request GPUs through the NVIDIA Container Toolkit (`--gpus all`), which "
+            "mounts libcuda; NVIDIA_DRIVER_CAPABILITIES must include compute,utility",
         )
     explained = explain_error(text)
     if explained:
@@ -1000,7 +1008,9 @@ def _cuda_check(probe: dict, entry, no_gpu: tuple[str, str] | None) -> Check:
         "cuda",
         "fail",
         f"CUDA unavailable: {text}",
-        "run `nvidia-smi` on the host and inside the container to see which side is wrong",
+        "run `nvidia-smi` to see whether the driver works"
+        if on_host
+        else "run `nvidia-smi` on the host and inside the container to see which side is wrong",
     )
 
 
@@ -1083,11 +1093,17 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
 
 
 def container_checks(
-    probe: dict, entry=None, *, no_gpu: tuple[str, str] | None = None
+    probe: dict,
+    entry=None,
+    *,
+    no_gpu: tuple[str, str] | None = None,
+    host_probe: bool = False,
 ) -> list[Check]:
     """Checks from the probe's JSON, compared with `entry` when given.
 
     `no_gpu` is (reason, fix) when the doctor deliberately ran the probe without GPUs.
+    `host_probe` when the probe ran on a Python of the user's choosing (`--host`), not in the
+    entry's image; that Python may itself be in a container, which the probe reports.
     """
     if probe.get("fatal"):
         return [
@@ -1099,7 +1115,10 @@ def container_checks(
             )
         ]
     errors = probe.get("errors") or []
-    where = "container" if probe.get("in_container", True) else "host"
+    contained = probe.get("in_container")
+    if contained is None:  # recordings older than the probe's own answer
+        contained = not host_probe
+    where = "container" if contained else "host"
     if errors:
         sections = ", ".join(f"{e.get('section')}: {_last_line(e.get('error'))}" for e in errors)
         checks = [
@@ -1112,11 +1131,11 @@ def container_checks(
         ]
     else:
         checks = [Check("probe", "pass", f"probe ran: {probe.get('platform') or 'unknown OS'}")]
-    checks += _versions_checks(probe, entry)
+    checks += _versions_checks(probe, entry, host_probe)
     if not probe.get("torch"):
         return checks
 
-    cuda_check = _cuda_check(probe, entry, no_gpu)
+    cuda_check = _cuda_check(probe, entry, no_gpu, host_probe, not contained)
     checks.append(cuda_check)
     if (probe.get("cuda") or {}).get("available"):
         if not probe.get("devices") and not any(e.get("section") == "devices" for e in errors):
@@ -1408,9 +1427,8 @@ def run_doctor(
     elif host_probe:
         probe, failed = _probe_on_host(python or sys.executable, timeout)
         if probe is not None:
-            probe["in_container"] = False
             report.probe = probe
-            checks += container_checks(probe, entry)
+            checks += container_checks(probe, entry, host_probe=True)
         else:
             checks.append(failed)
     elif entry is not None:
@@ -1507,6 +1525,8 @@ def _probe_in_image(
     probe, failed = _parsed(result.exit_code, result.stdout, result.stderr)
     if probe is None:
         return out + [failed]
+    # The doctor started the container, so it knows better than the probe's own guess.
+    probe["in_container"] = True
     report.probe = probe
     return out + container_checks(probe, entry, no_gpu=no_gpu)
 

@@ -147,6 +147,18 @@ def _dotted(value):
     return f"{value // major_unit}.{(value % major_unit) // 100}.{value % 100}"
 
 
+def _nccl_dotted(value):
+    """torch < 1.10's NCCL integer as text.
+
+    Those versions computed major*1000 + minor*100 + patch themselves, so NCCL 2.10.3 came
+    out as 3003. NCCL has had no major version 3, so a value from 3000 up to 9999 is a 2.x
+    with a two-digit minor. Values from 10000 up are NCCL's own newer encoding.
+    """
+    if value and 3000 <= value < 10000:
+        return f"2.{(value - 2000) // 100}.{value % 100}"
+    return _dotted(value)
+
+
 def _versions(torch):
     out = {
         "version": getattr(torch, "__version__", None),
@@ -250,9 +262,14 @@ def _cuda(torch, report):
         os.environ.get("CUDA_VISIBLE_DEVICES"), host.get("gpu_nodes") or []
     )
     lowered = text.lower()
+    contained = report.get("in_container")
     if not host.get("gpu_nodes") and not host.get("wsl_gpu"):
         out["reason"] = "no_device_nodes"
-        out["detail"] = "no /dev/nvidia[0-9]* device nodes: no GPU was given to this container"
+        out["detail"] = "no /dev/nvidia[0-9]* device nodes: " + (
+            "no GPU was given to this container"
+            if contained
+            else "this machine has no NVIDIA GPU, or its driver is not loaded"
+        )
     elif (
         "driver version is insufficient" in lowered or "driver on your system is too old" in lowered
     ):
@@ -263,7 +280,9 @@ def _cuda(torch, report):
         out["detail"] = visible
     elif "no nvidia driver" in lowered or not (host.get("libcuda") or {}).get("loaded"):
         out["reason"] = "no_driver_library"
-        out["detail"] = "libcuda.so.1 cannot be loaded: the NVIDIA driver library is not mounted"
+        out["detail"] = "libcuda.so.1 cannot be loaded: the NVIDIA driver library is not " + (
+            "mounted in this container" if contained else "installed"
+        )
     else:
         out["reason"] = "init_error"
         out["detail"] = text.strip() or "torch.cuda.is_available() is False with no error text"
@@ -392,7 +411,7 @@ def _nccl(torch, device_count):
             if isinstance(version, tuple):
                 out["version"] = ".".join(str(v) for v in version)
             elif isinstance(version, int):
-                out["version"] = _dotted(version)
+                out["version"] = _nccl_dotted(version)
             if out["available"] is None:
                 out["available"] = True
     except Exception as exc:
@@ -439,6 +458,11 @@ def _dataloader(torch):
     return out
 
 
+def _in_container():
+    """True inside a Docker (/.dockerenv) or Podman (/run/.containerenv) container."""
+    return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
+
+
 def probe():
     """Gather everything into one dict; never raises."""
     report = {
@@ -447,6 +471,7 @@ def probe():
         "executable": sys.executable,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "in_container": None,
         "identity": None,
         "shm": None,
         "nvidia": None,
@@ -461,6 +486,7 @@ def probe():
         "dataloader": None,
         "errors": [],
     }
+    report["in_container"] = _guard(report, "in_container", _in_container)
     report["identity"] = _guard(report, "identity", _identity)
     report["shm"] = _guard(report, "shm", _shm)
     report["nvidia"] = _guard(report, "nvidia", _nvidia_host_side)

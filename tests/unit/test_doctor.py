@@ -1037,10 +1037,16 @@ def test_orchestrator_host_only_does_not_run_containers():
     assert {c.id for c in report.checks} == {"engine", "gpu-runtime", "driver", "shm"}
 
 
-def test_orchestrator_host_probe_runs_this_python(tmp_path):
-    # A stand-in interpreter that prints the recorded host report, as the probe would.
+@pytest.mark.parametrize("contained, where", [(True, "container:"), (False, "host:")])
+def test_orchestrator_host_probe_runs_this_python(tmp_path, contained, where):
+    # A stand-in interpreter that prints the recorded host report, as the probe would. That
+    # recording was made on a machine that is itself a container; `--host` trusts the probe.
+    recorded = json.loads((PROBES / "cpu-host-torch2.13.json").read_text())
+    assert recorded["in_container"] is True
+    recorded["in_container"] = contained
+    (tmp_path / "report.json").write_text(json.dumps(recorded))
     fake_python = tmp_path / "python"
-    fake_python.write_text(f"#!/bin/sh\ncat {PROBES / 'cpu-host-torch2.13.json'}\n")
+    fake_python.write_text(f"#!/bin/sh\ncat {tmp_path / 'report.json'}\n")
     fake_python.chmod(fake_python.stat().st_mode | stat.S_IEXEC)
     report = doctor.run_doctor(
         TORCH213_CPU, host_probe=True, host=CPU_HOST, all_entries=ALL, python=str(fake_python)
@@ -1048,7 +1054,7 @@ def test_orchestrator_host_probe_runs_this_python(tmp_path):
     checks = by_id(report.checks)
     assert checks["engine"].status == "skip"
     assert checks["torch"].status == "pass"
-    assert checks["probe-shm"].detail.startswith("host:")
+    assert checks["probe-shm"].detail.startswith(where)
     assert report.ok is False and checks["cuda"].status == "fail"
 
 
@@ -1181,13 +1187,49 @@ def test_cli_static_check_warns_when_only_ptx_covers_the_gpu(tmp_path, monkeypat
     assert result.exit_code == 0
 
 
-def test_a_host_probe_that_differs_from_the_entry_does_not_say_rebuild_the_image():
-    probe = json.loads((PROBES / "cpu-host-torch2.13.json").read_text())
+def test_a_host_probe_without_gpus_gets_host_fixes_not_container_ones():
+    # A real probe run on a host without a GPU (torch 1.1.0 cu90, Python 3.7).
+    probe = json.loads((PROBES / "cuda90-host-torch1.1.0-py37-nogpu.json").read_text())
     probe["in_container"] = False
-    torch = by_id(doctor.container_checks(probe, TORCH214))["torch"]
+    cuda = by_id(doctor.container_checks(probe))["cuda"]
+    assert cuda.status == "fail"
+    assert "nvidia-smi" in cuda.fix and "--gpus" not in cuda.fix
+    probe["in_container"] = True
+    cuda = by_id(doctor.container_checks(probe))["cuda"]
+    assert cuda.status == "fail" and "--gpus all" in cuda.fix
+
+
+def test_a_probe_that_does_not_say_where_it_ran_is_placed_by_how_the_doctor_ran_it():
+    # Recordings older than the probe's `in_container` field.
+    probe = json.loads((PROBES / "cuda90-host-torch1.1.0-py37-nogpu.json").read_text())
+    probe.pop("in_container", None)
+    on_host = by_id(doctor.container_checks(probe, host_probe=True))["cuda"]
+    in_image = by_id(doctor.container_checks(probe))["cuda"]
+    assert "--gpus" not in on_host.fix and "--gpus all" in in_image.fix
+
+
+@pytest.mark.parametrize("reason", ["no_driver_library", "bad_visible_devices", "init_error"])
+def test_every_cuda_reason_has_a_host_fix_without_container_words(reason):
+    probe = json.loads((PROBES / "cuda90-host-torch1.1.0-py37-nogpu.json").read_text())
+    probe["cuda"]["reason"] = reason
+    probe["cuda"]["detail"] = "CUDA unknown error"
+    probe["in_container"] = False
+    on_host = by_id(doctor.container_checks(probe))["cuda"]
+    probe["in_container"] = True
+    inside = by_id(doctor.container_checks(probe))["cuda"]
+    assert on_host.status == inside.status == "fail"
+    assert "container" not in on_host.fix and "--gpus" not in on_host.fix
+    assert "container" in inside.fix.lower()
+
+
+@pytest.mark.parametrize("contained", [False, True])
+def test_a_host_probe_that_differs_from_the_entry_does_not_say_rebuild_the_image(contained):
+    # `--host` may run inside a container (a dev container, a CI job): still not the image.
+    probe = json.loads((PROBES / "cpu-host-torch2.13.json").read_text())
+    probe["in_container"] = contained
+    torch = by_id(doctor.container_checks(probe, TORCH214, host_probe=True))["torch"]
     assert torch.status == "fail"
     assert "without --host" in torch.fix and "rebuild" not in torch.fix
-    probe["in_container"] = True
     assert by_id(doctor.container_checks(probe, TORCH214))["torch"].fix == (
         "rebuild the image: envkit build " + TORCH214.name
     )

@@ -165,8 +165,9 @@ def _fake_torch(cuda="12.1", available=False, init_error=None, warning=None):
     )
 
 
-def _report(gpu_nodes=("/dev/nvidia0",), libcuda_loaded=True):
+def _report(gpu_nodes=("/dev/nvidia0",), libcuda_loaded=True, in_container=True):
     return {
+        "in_container": in_container,
         "nvidia": {"gpu_nodes": list(gpu_nodes), "libcuda": {"loaded": libcuda_loaded}},
         "errors": [],
     }
@@ -184,6 +185,38 @@ def test_reason_no_device_nodes_even_when_cuda_build(monkeypatch):
     out = probe._cuda(torch, _report(gpu_nodes=()))
     assert out["reason"] == "no_device_nodes"
     assert out["init_error"] == "RuntimeError: Found no NVIDIA driver on your system."
+    assert out["detail"].endswith("no GPU was given to this container")
+
+
+def test_no_device_nodes_on_a_host_does_not_speak_of_a_container(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    torch = _fake_torch(init_error="Found no NVIDIA driver on your system.")
+    out = probe._cuda(torch, _report(gpu_nodes=(), in_container=False))
+    assert out["reason"] == "no_device_nodes"
+    assert "container" not in out["detail"] and "driver is not loaded" in out["detail"]
+
+
+def test_missing_libcuda_is_not_mounted_in_a_container_but_not_installed_on_a_host(
+    monkeypatch,
+):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    torch = _fake_torch(init_error="Found no NVIDIA driver on your system.")
+    inside = probe._cuda(torch, _report(libcuda_loaded=False))
+    outside = probe._cuda(torch, _report(libcuda_loaded=False, in_container=False))
+    assert inside["reason"] == outside["reason"] == "no_driver_library"
+    assert inside["detail"].endswith("not mounted in this container")
+    assert outside["detail"].endswith("not installed")
+
+
+def test_in_container_follows_the_engines_marker_files(monkeypatch):
+    present = set()
+    monkeypatch.setattr(probe.os.path, "exists", lambda path: path in present)
+    assert probe._in_container() is False
+    present.add("/run/.containerenv")
+    assert probe._in_container() is True
+    present.clear()
+    present.add("/.dockerenv")
+    assert probe._in_container() is True
 
 
 @pytest.mark.parametrize(
@@ -278,6 +311,28 @@ def test_a_device_that_cannot_be_opened_is_listed_with_its_error_and_skipped():
 )
 def test_cudnn_and_nccl_versions_are_decoded(raw, dotted):
     assert probe._dotted(raw) == dotted
+
+
+@pytest.mark.parametrize(
+    "raw, dotted",
+    [
+        (2708, "2.7.8"),  # torch 1.9's own encoding of its bundled NCCL
+        (3003, "2.10.3"),  # the same encoding of NCCL 2.10.3 (torch < 1.10 built against it)
+        (4118, "2.21.18"),
+        (1000, "1.0.0"),  # torch < 1.10 built with NCCL 1, which had no version macros
+        (21003, "2.10.3"),  # NCCL's own encoding from 2.9 on
+    ],
+)
+def test_nccl_integers_from_old_torch_are_decoded(raw, dotted):
+    assert probe._nccl_dotted(raw) == dotted
+
+
+def test_the_nccl_section_decodes_an_old_torchs_integer():
+    fake = types.SimpleNamespace(
+        distributed=types.SimpleNamespace(is_nccl_available=lambda: True),
+        cuda=types.SimpleNamespace(nccl=types.SimpleNamespace(version=lambda: 3003)),
+    )
+    assert probe._nccl(fake, 2) == {"available": True, "version": "2.10.3", "error": None}
 
 
 # ---------------------------------------------------------------------- kernel comparison
