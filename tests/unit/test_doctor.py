@@ -634,6 +634,33 @@ def test_recorded_torch_1_1_probe_on_python_3_7_matches_its_entry(facts):
     assert checks["dataloader"].status == "pass"
 
 
+@pytest.mark.parametrize(
+    "name, entry_name",
+    [
+        # Real probe outputs from images `envkit build` made from PyPI's wheels (no GPU here).
+        ("cuda90-container-torch1.0.1-py37-nogpu.json", "torch1.0-cuda9"),
+        ("cuda90-container-torch1.1.0-py37-nogpu.json", "torch1.1-cuda9"),
+        ("cuda100-container-torch1.2.0-py37-nogpu.json", "torch1.2-cuda10"),
+        ("cuda101-container-torch1.3.1-py37-nogpu.json", "torch1.3-cuda10"),
+        ("cuda101-container-torch1.4.0-py38-nogpu.json", "torch1.4-cuda10"),
+        ("cuda102-container-torch1.5.1-py38-nogpu.json", "torch1.5-cuda10"),
+        ("cuda102-container-torch1.6.0-py38-nogpu.json", "torch1.6-cuda10"),
+        ("cuda102-container-torch1.7.1-nogpu.json", "torch1.7-cuda10"),
+        ("cuda102-container-torch1.8.1-nogpu.json", "torch1.8-cuda10"),
+        ("cuda13-container-torch2.14-nogpu.json", "torch2.14-cuda13"),
+    ],
+)
+def test_recorded_images_match_their_shipped_matrix_entries(name, entry_name):
+    from envkit import matrix
+
+    entry = matrix.load().get(entry_name)
+    checks = by_id(doctor.container_checks(recorded(name), entry))
+    for check_id in ("probe", "python", "torch", "cuda-build", "cudnn", "torchvision"):
+        assert checks[check_id].status == "pass", checks[check_id]
+    assert checks["cuda"].status == "fail" and "--gpus all" in checks["cuda"].fix
+    assert checks["dataloader"].status == "pass"
+
+
 def test_fatal_probe_fails():
     (check,) = doctor.container_checks({"fatal": "MemoryError"}, TORCH213_CPU)
     assert check.status == "fail" and "MemoryError" in check.detail
