@@ -231,12 +231,16 @@ def show(ctx, name, as_json):
     data = entry.to_dict()
     # A CPU-only entry needs none of these. min_driver is the CUDA toolkit's own driver;
     # min_driver_compat the oldest that still runs it (minor-version compatibility, CUDA 11+).
+    # libraries_max_capability: the wheel links its CUDA libraries in, and they run on GPUs up
+    # to this compute capability only, whatever PTX the arch list has (null: not linked in).
     data["min_driver"], data["min_driver_compat"], data["arch_list"] = None, None, None
+    data["libraries_max_capability"] = None
     if entry.cuda:
         data["min_driver"] = facts.min_driver_for(entry.cuda)
         data["min_driver_compat"] = facts.min_driver_compat_for(entry.cuda)
         arch = facts.arch_list(entry.torch, entry.cuda)
         data["arch_list"] = list(arch) if arch else None
+        data["libraries_max_capability"] = facts.library_limit(entry.torch, entry.cuda)
     if as_json:
         _emit_json(data)
         return

@@ -573,12 +573,51 @@ def _driver_ok(driver: str, cuda: str) -> bool | None:
 
 
 def _uncovered(entry, gpus: Sequence[HostGpu]) -> list[HostGpu] | None:
-    """GPUs the entry's torch build has no kernels for; None when its arch list is unknown."""
+    """GPUs the entry's torch build cannot run on: no kernels of torch's own for them, or
+    CUDA libraries linked into the wheel that predate them. None when the arch list is unknown."""
     facts = _facts()
     arches = facts.arch_list(entry.torch, entry.cuda)
     if arches is None:
         return None
-    return [g for g in gpus if g.capability and not facts.kernel_supports(arches, g.capability)]
+    return [
+        g
+        for g in gpus
+        if g.capability
+        and (
+            not facts.kernel_supports(arches, g.capability)
+            or facts.beyond_libraries(entry.torch, entry.cuda, g.capability)
+        )
+    ]
+
+
+def _gpu_names(gpus: Sequence[HostGpu]) -> str:
+    return ", ".join(f"GPU {g.index} {g.name} (sm_{g.capability.replace('.', '')})" for g in gpus)
+
+
+def _uncovered_detail(entry, label: str, arches, uncovered: Sequence[HostGpu]) -> str:
+    """Why each uncovered GPU cannot run the build: torch's kernels, or its linked libraries."""
+    facts = _facts()
+    no_kernels = [g for g in uncovered if not facts.kernel_supports(arches, g.capability)]
+    old_libraries = [g for g in uncovered if g not in no_kernels]
+    parts = []
+    if no_kernels:
+        parts.append(
+            f"{label} has no kernels for {_gpu_names(no_kernels)} (its arch list: "
+            f"{' '.join(arches)}): expect 'no kernel image is available for execution on the "
+            "device'"
+        )
+    if old_libraries:
+        limit = facts.library_limit(entry.torch, entry.cuda)
+        ptx = " ".join(a for a in arches if a.startswith("compute_"))
+        parts.append(
+            f"{label} links in CUDA {entry.cuda}'s cuBLAS, cuDNN and cuFFT, which have machine "
+            f"code only up to sm_{limit.replace('.', '')} and no PTX, so "
+            f"{_gpu_names(old_libraries)} cannot run its matrix multiplies or convolutions"
+            + (f" (torch's own PTX, {ptx}, does not help them)" if ptx else "")
+            + ": expect 'CUBLAS_STATUS_EXECUTION_FAILED' or 'no kernel image is available for "
+            "execution on the device'"
+        )
+    return "; ".join(parts)
 
 
 def _needs_ptx_jit(entry, gpus: Sequence[HostGpu], driver: str) -> list[HostGpu]:
@@ -737,14 +776,10 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
                 f"`envkit doctor {entry.name}`",
             )
         elif uncovered:
-            names = ", ".join(
-                f"GPU {g.index} {g.name} (sm_{g.capability.replace('.', '')})" for g in uncovered
-            )
             arch_check = Check(
                 "arch",
                 "fail",
-                f"{label} has no kernels for {names} (its arch list: {' '.join(arches)}): expect "
-                "'no kernel image is available for execution on the device'",
+                _uncovered_detail(entry, label, arches, uncovered),
                 "use a newer torch/CUDA build whose arch list covers "
                 + ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in uncovered})),
             )
@@ -1063,14 +1098,24 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
             explained = explain_error("\n".join([text, *full_errors]))
             if explained is None:
                 predicted = arches and not _facts().kernel_supports(arches, cap)
-                explained = (
-                    (f"the build's arch list ({' '.join(arches)}) lacks {sm}", "")
-                    if predicted
-                    else (
+                limit = (
+                    _facts().library_limit(entry.torch, entry.cuda)
+                    if entry is not None and entry.cuda and cap != "?"
+                    else None
+                )
+                if predicted:
+                    explained = (f"the build's arch list ({' '.join(arches)}) lacks {sm}", "")
+                elif limit and _facts().beyond_libraries(entry.torch, entry.cuda, cap):
+                    explained = (
+                        f"the CUDA {entry.cuda} libraries linked into this build (cuBLAS, "
+                        f"cuDNN) stop at sm_{limit.replace('.', '')} and carry no PTX",
+                        "",
+                    )
+                else:
+                    explained = (
                         "wrong results or errors on the GPU",
                         "check the GPU's health (`nvidia-smi -q -d ECC`, Xid errors in dmesg)",
                     )
-                )
             checks.append(
                 Check(
                     check_id,

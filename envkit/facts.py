@@ -52,6 +52,10 @@ class ArchBuild:
     arch: tuple[str, ...]
     source: str | None = None
     note: str | None = None
+    # The wheel links cuBLAS, cuDNN, cuFFT and cuSPARSE in, as built by its CUDA toolkit and
+    # without PTX: they run only on GPUs up to that toolkit's sm_max, whatever torch's own
+    # kernels could be JIT-compiled for.
+    static_libraries: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,21 +200,45 @@ def arch_builds() -> tuple[ArchBuild, ...]:
             arch=tuple(str(a) for a in r["arch"]),
             source=_opt(r.get("source")),
             note=_opt(r.get("note")),
+            static_libraries=bool(r.get("static_libraries", False)),
         )
         for r in rows
     )
 
 
-def arch_list(torch: str, cuda: str) -> tuple[str, ...] | None:
-    """get_arch_list() of the official wheel for this torch and CUDA variant; None if unknown."""
+def arch_build(torch: str, cuda: str) -> ArchBuild | None:
+    """The arch.yaml row for the official wheel of this torch and CUDA variant; None if unknown."""
     version = _public(torch)
     key = _major_minor(cuda)
     if version is None or key is None:
         return None
     for build in arch_builds():
         if build.cuda == key and build.torch.contains(version, prereleases=True):
-            return build.arch
+            return build
     return None
+
+
+def arch_list(torch: str, cuda: str) -> tuple[str, ...] | None:
+    """get_arch_list() of the official wheel for this torch and CUDA variant; None if unknown."""
+    build = arch_build(torch, cuda)
+    return build.arch if build else None
+
+
+def library_limit(torch: str, cuda: str) -> str | None:
+    """The newest compute capability the CUDA libraries inside this wheel run on ("7.5").
+
+    None when the wheel does not link them in (later wheels load them from separate packages)
+    or nothing is known of it.
+    """
+    build = arch_build(torch, cuda)
+    release = cuda_release(cuda) if build is not None and build.static_libraries else None
+    return release.sm_max if release else None
+
+
+def beyond_libraries(torch: str, cuda: str, capability: str) -> bool:
+    """True when this wheel's linked-in CUDA libraries have no code for a GPU of `capability`."""
+    limit = library_limit(torch, cuda)
+    return limit is not None and _capability(capability) > _capability(limit)
 
 
 _ARCH = re.compile(r"^(sm|compute)_(\d+)([af]?)$")

@@ -46,6 +46,8 @@ class Facts(Protocol):
 
     def kernel_supports(self, arch_list, capability: str) -> bool: ...
 
+    def library_limit(self, torch: str, cuda: str) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Pin:
@@ -560,6 +562,13 @@ def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
                 f"torch {entry.torch} + CUDA {entry.cuda} has no kernels for the host's "
                 f"compute capability {', '.join(missing)} (built for {' '.join(arch)})"
             )
+    limit = facts.library_limit(entry.torch, entry.cuda)
+    beyond = sorted(c for c in host.capabilities if limit and _numbers(c) > _numbers(limit))
+    if beyond:
+        return (
+            f"torch {entry.torch} + CUDA {entry.cuda} links in CUDA libraries (cuBLAS, cuDNN) "
+            f"that stop at compute capability {limit}; the host has {', '.join(beyond)}"
+        )
     return None
 
 

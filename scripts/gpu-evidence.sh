@@ -62,6 +62,8 @@ envkit_step doctor-host.json "$PY" -m envkit doctor --host --json
 envkit_step doctor-host.txt "$PY" -m envkit doctor --host
 # static prediction: torch 1.13 (cu117) has no sm_90 kernels and no PTX -> no kernel image
 envkit_step doctor-static-torch1.13.txt "$PY" -m envkit doctor torch1.13-cuda11 --static
+# torch 1.4 (cu101): its own kernels carry compute_37 PTX, but the cuBLAS/cuDNN linked into
+# the wheel stop at sm_75 with no PTX -> fails too
 envkit_step doctor-static-torch1.4.txt "$PY" -m envkit doctor torch1.4-cuda10 --static
 envkit_step doctor-static-torch2.14.txt "$PY" -m envkit doctor torch2.14-cuda13 --static
 step probe-host.json "$PY" envkit/probe.py

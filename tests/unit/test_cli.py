@@ -191,9 +191,11 @@ def test_doctor_host_and_static_together_is_bad_usage():
 def test_show_json_has_the_driver_and_arch_keys_for_cpu_entries_too():
     data = json.loads(invoke("show", "torch1.4-cpu", "--json").output)
     assert data["min_driver"] is None and data["arch_list"] is None
-    assert data["min_driver_compat"] is None
+    assert data["min_driver_compat"] is None and data["libraries_max_capability"] is None
     data = json.loads(invoke("show", "torch1.4-cuda10", "--json").output)
     assert data["min_driver"] == "418.39" and "sm_75" in data["arch_list"]
     assert data["min_driver_compat"] is None  # no minor-version compatibility before CUDA 11
+    assert data["libraries_max_capability"] == "7.5"  # cuBLAS/cuDNN linked in, no PTX
     data = json.loads(invoke("show", "torch2.14-cuda13", "--json").output)
     assert data["min_driver_compat"] == "580"
+    assert data["libraries_max_capability"] is None  # separate nvidia-* packages

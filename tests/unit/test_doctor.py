@@ -760,6 +760,21 @@ def test_old_torch_without_arch_list_falls_back_to_the_matrix_arch_list(facts):
     assert "ECC" not in check.fix
 
 
+def test_a_cublas_failure_of_torch_1_4_on_an_h100_blames_its_linked_in_libraries():
+    # torch 1.4's own compute_37 PTX covers sm_90; the cuBLAS linked into the wheel does not.
+    probe = gpu_probe(1)
+    probe["cuda"]["arch_list"] = None  # torch 1.4 has no get_arch_list()
+    probe["kernels"][0]["matmul"] = {
+        "ok": False,
+        "error": "RuntimeError: CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling "
+        "`cublasSgemm( handle, opa, opb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc)`",
+    }
+    check = by_id(doctor.container_checks(probe, TORCH14))["gpu0-kernels"]
+    assert check.status == "fail"
+    assert "libraries linked into this build" in check.detail and "sm_75" in check.detail
+    assert "sm_90" in check.fix and "ECC" not in check.fix
+
+
 def test_a_counted_gpu_that_cannot_be_opened_fails_with_the_mig_way_out():
     # NVML counts whole GPUs; on a MIG host CUDA can open only the instance it was given.
     probe = gpu_probe(2)
@@ -1200,18 +1215,63 @@ def test_cli_static_check_on_an_h100_predicts_no_kernel_image_and_suggests(tmp_p
         )
 
 
-def test_cli_static_check_warns_when_only_ptx_covers_the_gpu(tmp_path, monkeypatch):
-    # torch 1.4.0+cu101 ships sm_37..sm_75 and compute_37 PTX: on sm_90 only the JIT can help.
+def test_cli_static_check_fails_a_torch_1_4_build_on_an_h100_despite_its_ptx(tmp_path, monkeypatch):
+    # torch 1.4.0+cu101 ships sm_37..sm_75 and compute_37 PTX for its own kernels, but the
+    # cuBLAS/cuDNN/cuFFT linked into the wheel stop at sm_75 with no PTX (scripts/fatbin_archs.py
+    # on the real wheel): on sm_90 matrix multiplies and convolutions cannot run.
     monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, f"printf '{H100}'\n"))
+    from click.testing import CliRunner
+
+    from envkit import facts, matrix
+    from envkit.cli import main
+
+    result = CliRunner().invoke(main, ["doctor", "torch1.4-cuda10", "--static", "--json"])
+    report = json.loads(result.output)
+    arch = {c["id"]: c for c in report["checks"]}["arch"]
+    assert arch["status"] == "fail" and result.exit_code == 1
+    assert "cuBLAS" in arch["detail"] and "sm_75" in arch["detail"]
+    assert "compute_37" in arch["detail"] and "CUBLAS_STATUS_EXECUTION_FAILED" in arch["detail"]
+    assert report["suggestions"]
+    for name in report["suggestions"]:
+        entry = matrix.load().get(name)
+        assert facts.kernel_supports(facts.arch_list(entry.torch, entry.cuda), "9.0")
+        assert not facts.beyond_libraries(entry.torch, entry.cuda, "9.0"), name
+
+
+@pytest.mark.parametrize(
+    "name, status",
+    [
+        # CUDA 9.0's libraries predate Turing (pytorch/pytorch#16034, #18620), although torch's
+        # own sm_70 code is binary-compatible with sm_75.
+        ("torch1.0-cuda9", "fail"),
+        ("torch1.4-cuda10", "pass"),  # CUDA 10.1 has Turing code
+        ("torch1.6-cuda10", "pass"),
+    ],
+)
+def test_cli_static_check_on_a_turing_gpu(tmp_path, monkeypatch, name, status):
+    t4 = "0, Tesla T4, 15360, 7.5, 535.104.05, Disabled\n"
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, f"printf '{t4}'\n"))
     from click.testing import CliRunner
 
     from envkit.cli import main
 
-    result = CliRunner().invoke(main, ["doctor", "torch1.4-cuda10", "--static", "--json"])
-    checks = {c["id"]: c for c in json.loads(result.output)["checks"]}
-    assert checks["arch"]["status"] == "warn"
-    assert "compute_37" in checks["arch"]["detail"] and "JIT" in checks["arch"]["detail"]
-    assert result.exit_code == 0
+    result = CliRunner().invoke(main, ["doctor", name, "--static", "--json"])
+    arch = {c["id"]: c for c in json.loads(result.output)["checks"]}["arch"]
+    assert arch["status"] == status, arch
+    if status == "fail":
+        assert "CUDA 9.0's cuBLAS" in arch["detail"] and "up to sm_70" in arch["detail"]
+
+
+def test_libraries_limit_only_the_wheels_that_link_them_in():
+    from envkit import facts
+
+    assert facts.library_limit("1.4.0", "10.1") == "7.5"
+    assert facts.library_limit("1.0.1", "9.0") == "7.0"
+    # From 1.6 no row is marked: the arch list alone decides (sm_80 code covers sm_86).
+    assert facts.library_limit("1.7.1", "11.0") is None
+    assert not facts.beyond_libraries("1.7.1", "11.0", "8.6")
+    assert facts.beyond_libraries("1.5.1", "10.2", "8.0")
+    assert not facts.beyond_libraries("1.5.1", "10.2", "7.5")
 
 
 def test_a_host_probe_without_gpus_gets_host_fixes_not_container_ones():

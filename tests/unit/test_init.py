@@ -45,6 +45,7 @@ FACTS = SimpleNamespace(
     min_driver_to_run=_MIN_DRIVER.get,
     arch_list=lambda torch, cuda: _ARCH.get((torch, cuda)),
     kernel_supports=lambda arch, cap: "sm_" + cap.replace(".", "") in arch,
+    library_limit=lambda torch, cuda: None,
 )
 NO_GPU = HostGPU()
 V100_450 = HostGPU("450.80.02", ("7.0",))
@@ -346,6 +347,16 @@ def test_real_facts_reject_torch_1_13_on_h100(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch==1.13.1\n"})
     with pytest.raises(CheckFailed, match="9.0"):
         init_project(folder, MATRIX, H100)
+
+
+def test_real_facts_reject_torch_1_4_on_an_a100_for_its_linked_in_libraries(tmp_path):
+    # torch 1.4's own compute_37 PTX covers sm_80, its bundled cuBLAS/cuDNN do not.
+    pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
+    real_matrix = matrix.load(DATA.parent.parent / "matrix.yaml")
+    folder = project(tmp_path, **{"requirements.txt": "torch==1.4.0\n"})
+    with pytest.raises(CheckFailed, match="stop at compute capability 7.5"):
+        init_project(folder, real_matrix, HostGPU("535.104.05", ("8.0",)))
+    assert init_project(folder, real_matrix, HostGPU("535.104.05", ("7.5",))).entry.cuda
 
 
 def test_real_facts_keep_torch_1_4_cuda_10_1_on_driver_450(tmp_path):
