@@ -989,6 +989,40 @@ def device_broken(torch, device):
     return None
 
 
+# What CUDA and its libraries say when a build has no code for the GPU (torch 1.x's THC words
+# cuBLAS's failure as "the GPU program failed to execute").
+ARCH_ERRORS = (
+    "no kernel image",
+    "CUBLAS_STATUS_EXECUTION_FAILED",
+    "CUBLAS_STATUS_ARCH_MISMATCH",
+    "CUDNN_STATUS_EXECUTION_FAILED",
+    "CUDNN_STATUS_ARCH_MISMATCH",
+    "the GPU program failed to execute",
+)
+
+
+def device_runs_kernels(torch, device):
+    """None when an elementwise kernel, a matmul (cuBLAS) and a convolution (cuDNN) run on
+    `device`; else which one failed and why, when the error says the build has no code for
+    the GPU. Any other error is raised."""
+    x = torch.ones(1, 1, 8, 8, device=device)
+    w = torch.ones(1, 1, 3, 3, device=device)
+    kernels = (
+        ("an elementwise kernel", lambda: (x * 2).sum().item()),
+        ("a matmul (cuBLAS)", lambda: torch.mm(x[0, 0], x[0, 0]).sum().item()),
+        ("a convolution (cuDNN)", lambda: torch.nn.functional.conv2d(x, w).sum().item()),
+    )
+    for what, run in kernels:
+        try:
+            run()
+        except RuntimeError as exc:
+            text = str(exc)
+            if not any(marker in text for marker in ARCH_ERRORS):
+                raise
+            return f"{what} failed on this GPU: {text.strip().splitlines()[0][:300]}"
+    return None
+
+
 def release_memory(torch, device):
     gc.collect()
     if device == "cuda":
@@ -1165,13 +1199,12 @@ def run(args, report):
         cap = torch.cuda.get_device_capability(0)
         supported, reason = arch_supported(cap, env["arch_list"])
         if supported is not False:
-            # Belt and braces: the arch list can be missing or incomplete; a real kernel decides.
-            try:
-                (torch.ones(8, device="cuda") * 2).sum().item()
-            except RuntimeError as exc:
-                if "no kernel image" not in str(exc):
-                    raise
-                supported, reason = False, str(exc).splitlines()[0]
+            # Belt and braces: the arch list can be missing (torch < 1.7) or cover only torch's
+            # own kernels (torch < 1.6 links cuBLAS and cuDNN in, without PTX): real kernels
+            # from each library decide.
+            failed = device_runs_kernels(torch, "cuda")
+            if failed is not None:
+                supported, reason = False, failed
         if supported is False:
             report["status"] = "unsupported_arch"
             report["failed_checks"].append("device.arch")

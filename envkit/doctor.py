@@ -594,6 +594,14 @@ def _gpu_names(gpus: Sequence[HostGpu]) -> str:
     return ", ".join(f"GPU {g.index} {g.name} (sm_{g.capability.replace('.', '')})" for g in gpus)
 
 
+def _uncovered_fix(entry, arches, uncovered: Sequence[HostGpu]) -> str:
+    facts = _facts()
+    sms = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in uncovered}))
+    if all(facts.kernel_supports(arches, g.capability) for g in uncovered):
+        return f"use a newer torch/CUDA build whose CUDA libraries know {sms}"
+    return f"use a newer torch/CUDA build whose arch list covers {sms}"
+
+
 def _uncovered_detail(entry, label: str, arches, uncovered: Sequence[HostGpu]) -> str:
     """Why each uncovered GPU cannot run the build: torch's kernels, or its linked libraries."""
     facts = _facts()
@@ -780,8 +788,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
                 "arch",
                 "fail",
                 _uncovered_detail(entry, label, arches, uncovered),
-                "use a newer torch/CUDA build whose arch list covers "
-                + ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in uncovered})),
+                _uncovered_fix(entry, arches, uncovered),
             )
         elif unknown:
             arch_check = Check(
@@ -1049,6 +1056,17 @@ def _cuda_check(
     )
 
 
+def _beyond_libraries(probe: dict, entry, cap: str) -> bool:
+    """Is GPU capability `cap` past the CUDA libraries linked into the entry's wheel, and is the
+    torch the probe ran that wheel's (a `--host` Python may run another torch)?"""
+    if entry is None or not entry.cuda or not cap or cap == "?":
+        return False
+    ran = _torch_version((probe.get("torch") or {}).get("version") or "")
+    if ran is None or ran != _torch_version(entry.torch):
+        return False
+    return _facts().beyond_libraries(entry.torch, entry.cuda, cap)
+
+
 def _kernel_checks(probe: dict, entry) -> list[Check]:
     devices = probe.get("devices") or []
     kernels = {k.get("index"): k for k in probe.get("kernels") or []}
@@ -1095,27 +1113,27 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
                 )
         if failures:
             text = "; ".join(f"{op}: {why}" for op, why in failures)
-            explained = explain_error("\n".join([text, *full_errors]))
-            if explained is None:
-                predicted = arches and not _facts().kernel_supports(arches, cap)
-                limit = (
-                    _facts().library_limit(entry.torch, entry.cuda)
-                    if entry is not None and entry.cuda and cap != "?"
-                    else None
+            predicted = arches and not _facts().kernel_supports(arches, cap)
+            if not predicted and _beyond_libraries(probe, entry, cap):
+                # Before the generic texts: "no kernel image" here means the linked-in
+                # libraries, not torch's own kernels, which its PTX covers.
+                limit = _facts().library_limit(entry.torch, entry.cuda)
+                explained = (
+                    f"the CUDA {entry.cuda} libraries linked into this build (cuBLAS, cuDNN) "
+                    f"stop at sm_{limit.replace('.', '')} and carry no PTX",
+                    "",
                 )
-                if predicted:
-                    explained = (f"the build's arch list ({' '.join(arches)}) lacks {sm}", "")
-                elif limit and _facts().beyond_libraries(entry.torch, entry.cuda, cap):
-                    explained = (
-                        f"the CUDA {entry.cuda} libraries linked into this build (cuBLAS, "
-                        f"cuDNN) stop at sm_{limit.replace('.', '')} and carry no PTX",
-                        "",
-                    )
-                else:
-                    explained = (
+            else:
+                explained = explain_error("\n".join([text, *full_errors]))
+            if explained is None:
+                explained = (
+                    (f"the build's arch list ({' '.join(arches)}) lacks {sm}", "")
+                    if predicted
+                    else (
                         "wrong results or errors on the GPU",
                         "check the GPU's health (`nvidia-smi -q -d ECC`, Xid errors in dmesg)",
                     )
+                )
             checks.append(
                 Check(
                     check_id,
@@ -1589,6 +1607,8 @@ def _ptx_only_gpus(entry, gpus: Sequence[HostGpu]) -> list[HostGpu]:
         if g.capability
         and facts.kernel_supports(arches, g.capability)
         and not facts.kernel_supports(machine_code, g.capability)
+        # No JIT can help where the linked-in libraries have no code (torch < 1.6).
+        and not facts.beyond_libraries(entry.torch, entry.cuda, g.capability)
     ]
 
 

@@ -563,7 +563,9 @@ def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
                 f"compute capability {', '.join(missing)} (built for {' '.join(arch)})"
             )
     limit = facts.library_limit(entry.torch, entry.cuda)
-    beyond = sorted(c for c in host.capabilities if limit and _numbers(c) > _numbers(limit))
+    beyond = sorted(
+        {c for c in host.capabilities if limit and _numbers(c) > _numbers(limit)}, key=_numbers
+    )
     if beyond:
         return (
             f"torch {entry.torch} + CUDA {entry.cuda} links in CUDA libraries (cuBLAS, cuDNN) "

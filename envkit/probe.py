@@ -459,8 +459,13 @@ def _dataloader(torch):
 
 
 def _in_container():
-    """True inside a Docker (/.dockerenv) or Podman (/run/.containerenv) container."""
-    return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")
+    """True inside a Docker (/.dockerenv) or Podman (/run/.containerenv) container, or a
+    Kubernetes pod (whose runtime may leave no marker file, but which always has this variable)."""
+    return (
+        os.path.exists("/.dockerenv")
+        or os.path.exists("/run/.containerenv")
+        or "KUBERNETES_SERVICE_HOST" in os.environ
+    )
 
 
 def probe():

@@ -411,6 +411,47 @@ def test_arch_support_unknown_without_list():
     assert bench.arch_supported((9, 0), [])[0] is None
 
 
+def test_kernel_preflight_passes_where_every_library_runs():
+    torch = pytest.importorskip("torch")
+    assert bench.device_runs_kernels(torch, "cpu") is None
+
+
+@pytest.mark.parametrize(
+    "op, error, what",
+    [
+        # torch 1.4 on sm_90: its own kernels JIT from PTX, the linked-in cuBLAS has no code.
+        ("mm", "CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm`", "matmul"),
+        # torch 1.x's THC wording of the same failure (pytorch/pytorch#16034).
+        (
+            "mm",
+            "cublas runtime error : the GPU program failed to execute at THCBlas.cu:258",
+            "matmul",
+        ),
+        ("conv2d", "cuDNN error: CUDNN_STATUS_EXECUTION_FAILED", "convolution"),
+    ],
+)
+def test_kernel_preflight_names_the_library_without_code_for_the_gpu(monkeypatch, op, error, what):
+    torch = pytest.importorskip("torch")
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(error)
+
+    monkeypatch.setattr(torch.nn.functional if op == "conv2d" else torch, op, fails)
+    reason = bench.device_runs_kernels(torch, "cpu")
+    assert what in reason and error.split(":")[0] in reason
+
+
+def test_kernel_preflight_raises_errors_that_say_nothing_of_the_architecture(monkeypatch):
+    torch = pytest.importorskip("torch")
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torch, "mm", fails)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        bench.device_runs_kernels(torch, "cpu")
+
+
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():
     lrs = [bench.lr_at(s, 100, 10, 0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(0.01)

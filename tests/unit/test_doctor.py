@@ -745,34 +745,48 @@ def test_cuda_error_under_torch_2_boilerplate_is_still_explained():
     assert "ECC" not in check.fix
 
 
-def test_old_torch_without_arch_list_falls_back_to_the_matrix_arch_list(facts):
-    # torch 1.6 has no get_arch_list(); its cu102 build has no sm_90 kernels (facts say so).
+@pytest.mark.parametrize(
+    "entry, why",
+    [
+        # torch 1.6 has no get_arch_list(); its cu102 build has no sm_90 kernels (facts say so).
+        (TORCH16, "lacks sm_90"),
+        # torch 1.4's own compute_37 PTX covers sm_90; the cuBLAS linked into the wheel does not.
+        (TORCH14, "libraries linked into this build (cuBLAS, cuDNN) stop at sm_75"),
+    ],
+)
+@pytest.mark.parametrize(
+    "error",
+    [
+        "RuntimeError: CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling "
+        "`cublasSgemm( handle, opa, opb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc)`",
+        "RuntimeError: CUDA error: no kernel image is available for execution on the device",
+    ],
+)
+def test_a_kernel_failure_of_old_torch_without_arch_list_is_explained_from_the_facts(
+    entry, why, error
+):
     probe = gpu_probe(1)
+    probe["torch"]["version"] = entry.torch
     probe["cuda"]["arch_list"] = None
-    probe["kernels"][0]["matmul"] = {
-        "ok": False,
-        "error": "RuntimeError: CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling "
-        "`cublasSgemm`",
-    }
-    check = by_id(doctor.container_checks(probe, TORCH16))["gpu0-kernels"]
+    probe["kernels"][0]["matmul"] = {"ok": False, "error": error}
+    check = by_id(doctor.container_checks(probe, entry))["gpu0-kernels"]
     assert check.status == "fail"
-    assert "lacks sm_90" in check.detail
+    if "no kernel image" in error and entry is TORCH16:
+        # CUDA's own text already says it; its generic explanation is kept.
+        assert "no kernels compiled" in check.detail
+    else:
+        assert why in check.detail and "sm_90" in check.fix
     assert "ECC" not in check.fix
 
 
-def test_a_cublas_failure_of_torch_1_4_on_an_h100_blames_its_linked_in_libraries():
-    # torch 1.4's own compute_37 PTX covers sm_90; the cuBLAS linked into the wheel does not.
+def test_a_host_probe_of_another_torch_is_not_blamed_on_the_entrys_libraries():
+    # `envkit doctor torch1.4-cuda10 --host` on a Python with torch 2.14: a failure there says
+    # nothing about torch 1.4's linked-in cuBLAS.
     probe = gpu_probe(1)
-    probe["cuda"]["arch_list"] = None  # torch 1.4 has no get_arch_list()
-    probe["kernels"][0]["matmul"] = {
-        "ok": False,
-        "error": "RuntimeError: CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling "
-        "`cublasSgemm( handle, opa, opb, m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc)`",
-    }
-    check = by_id(doctor.container_checks(probe, TORCH14))["gpu0-kernels"]
+    probe["kernels"][0]["matmul"] = {"ok": False, "error": "RuntimeError: CUDA error: unknown"}
+    check = by_id(doctor.container_checks(probe, TORCH14, host_probe=True))["gpu0-kernels"]
     assert check.status == "fail"
-    assert "libraries linked into this build" in check.detail and "sm_75" in check.detail
-    assert "sm_90" in check.fix and "ECC" not in check.fix
+    assert "libraries" not in check.detail and "ECC" in check.fix
 
 
 def test_a_counted_gpu_that_cannot_be_opened_fails_with_the_mig_way_out():
@@ -1015,15 +1029,27 @@ def test_orchestrator_probe_timeout_with_gpus_is_not_a_refusal():
     assert report.ok is False
 
 
-def test_probe_timeout_on_a_ptx_only_gpu_names_the_jit(facts):
-    # torch 1.4 + CUDA 10.1 carries compute_37 PTX and no sm_90 code: on an H100 the driver
-    # JIT-compiles the whole library at the first CUDA call.
+def test_probe_timeout_on_a_ptx_only_gpu_names_the_jit(facts, monkeypatch):
+    # A build whose only code for sm_90 is compute_80 PTX (its libraries are separate
+    # packages): on an H100 the driver JIT-compiles the whole library at the first CUDA call.
+    monkeypatch.setattr(facts, "arch_list", lambda torch, cuda: ("sm_80", "compute_80"))
     engine = FakeEngine(info=gpu_docker_info(), outputs=[ProgramTimedOut("python3 ... 600s", "x")])
-    report = doctor.run_doctor(TORCH14, engine=engine, host=H100_HOST, all_entries=ALL)
+    report = doctor.run_doctor(TORCH214, engine=engine, host=H100_HOST, all_entries=ALL)
     probe = by_id(report.checks)["probe"]
     assert probe.status == "fail"
     assert "only PTX for sm_90" in probe.detail
     assert "ComputeCache" in probe.fix
+
+
+def test_probe_timeout_of_torch_1_4_on_an_h100_does_not_promise_a_jit_cache(facts):
+    # torch 1.4's compute_37 PTX covers sm_90, but its linked-in cuBLAS/cuDNN have no code for
+    # it: a JIT cache cannot make it work, so the timeout is not explained that way.
+    engine = FakeEngine(info=gpu_docker_info(), outputs=[ProgramTimedOut("python3 ... 600s", "x")])
+    report = doctor.run_doctor(TORCH14, engine=engine, host=H100_HOST, all_entries=ALL)
+    checks = by_id(report.checks)
+    assert checks["probe"].status == "fail"
+    assert "PTX" not in checks["probe"].detail and "ComputeCache" not in checks["probe"].fix
+    assert checks["arch"].status == "fail" and "cuBLAS" in checks["arch"].detail
 
 
 def test_orchestrator_engine_lost_during_gpu_probe_is_not_a_refusal():
@@ -1278,9 +1304,14 @@ def test_a_host_probe_without_gpus_gets_host_fixes_not_container_ones():
     # A real probe run on a host without a GPU (torch 1.1.0 cu90, Python 3.7).
     probe = json.loads((PROBES / "cuda90-host-torch1.1.0-py37-nogpu.json").read_text())
     probe["in_container"] = False
+    probe["cuda"]["detail"] = (  # what the probe itself now says outside a container
+        "no /dev/nvidia[0-9]* device nodes: this machine has no NVIDIA GPU, or its driver is not "
+        "loaded"
+    )
     cuda = by_id(doctor.container_checks(probe))["cuda"]
     assert cuda.status == "fail"
     assert "nvidia-smi" in cuda.fix and "--gpus" not in cuda.fix
+    assert "container" not in cuda.detail
     probe["in_container"] = True
     cuda = by_id(doctor.container_checks(probe))["cuda"]
     assert cuda.status == "fail" and "--gpus all" in cuda.fix

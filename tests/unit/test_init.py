@@ -354,8 +354,8 @@ def test_real_facts_reject_torch_1_4_on_an_a100_for_its_linked_in_libraries(tmp_
     pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
     real_matrix = matrix.load(DATA.parent.parent / "matrix.yaml")
     folder = project(tmp_path, **{"requirements.txt": "torch==1.4.0\n"})
-    with pytest.raises(CheckFailed, match="stop at compute capability 7.5"):
-        init_project(folder, real_matrix, HostGPU("535.104.05", ("8.0",)))
+    with pytest.raises(CheckFailed, match="stop at compute capability 7.5; the host has 8.0, 12.0"):
+        init_project(folder, real_matrix, HostGPU("580.65.06", ("12.0", "8.0", "8.0")))
     assert init_project(folder, real_matrix, HostGPU("535.104.05", ("7.5",))).entry.cuda
 
 

@@ -211,7 +211,11 @@ def test_missing_libcuda_is_not_mounted_in_a_container_but_not_installed_on_a_ho
 def test_in_container_follows_the_engines_marker_files(monkeypatch):
     present = set()
     monkeypatch.setattr(probe.os.path, "exists", lambda path: path in present)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert probe._in_container() is False
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    assert probe._in_container() is True
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     present.add("/run/.containerenv")
     assert probe._in_container() is True
     present.clear()
