@@ -594,15 +594,7 @@ def _gpu_names(gpus: Sequence[HostGpu]) -> str:
     return ", ".join(f"GPU {g.index} {g.name} (sm_{g.capability.replace('.', '')})" for g in gpus)
 
 
-def _uncovered_fix(entry, arches, uncovered: Sequence[HostGpu]) -> str:
-    facts = _facts()
-    sms = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in uncovered}))
-    if all(facts.kernel_supports(arches, g.capability) for g in uncovered):
-        return f"use a newer torch/CUDA build whose CUDA libraries know {sms}"
-    return f"use a newer torch/CUDA build whose arch list covers {sms}"
-
-
-def _uncovered_detail(entry, label: str, arches, uncovered: Sequence[HostGpu]) -> str:
+def _uncovered_check(entry, label: str, arches, uncovered: Sequence[HostGpu]) -> Check:
     """Why each uncovered GPU cannot run the build: torch's kernels, or its linked libraries."""
     facts = _facts()
     no_kernels = [g for g in uncovered if not facts.kernel_supports(arches, g.capability)]
@@ -625,7 +617,11 @@ def _uncovered_detail(entry, label: str, arches, uncovered: Sequence[HostGpu]) -
             + ": expect 'CUBLAS_STATUS_EXECUTION_FAILED' or 'no kernel image is available for "
             "execution on the device'"
         )
-    return "; ".join(parts)
+    sms = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in uncovered}))
+    needs = "arch list covers" if no_kernels else "CUDA libraries know"
+    return Check(
+        "arch", "fail", "; ".join(parts), f"use a newer torch/CUDA build whose {needs} {sms}"
+    )
 
 
 def _needs_ptx_jit(entry, gpus: Sequence[HostGpu], driver: str) -> list[HostGpu]:
@@ -784,12 +780,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
                 f"`envkit doctor {entry.name}`",
             )
         elif uncovered:
-            arch_check = Check(
-                "arch",
-                "fail",
-                _uncovered_detail(entry, label, arches, uncovered),
-                _uncovered_fix(entry, arches, uncovered),
-            )
+            arch_check = _uncovered_check(entry, label, arches, uncovered)
         elif unknown:
             arch_check = Check(
                 "arch",
