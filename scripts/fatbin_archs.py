@@ -21,6 +21,7 @@ import argparse
 import collections
 import json
 import re
+import signal
 import struct
 import sys
 from pathlib import Path
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", action="store_true", help="show sample kernel names")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output quietly
     files = libraries(args.paths)
     missing = [str(f) for f in files if not f.is_file()]
     if missing or not files:
