@@ -1104,7 +1104,7 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
                 )
         if failures:
             text = "; ".join(f"{op}: {why}" for op, why in failures)
-            predicted = arches and not _facts().kernel_supports(arches, cap)
+            predicted = arches and cap != "?" and not _facts().kernel_supports(arches, cap)
             if not predicted and _beyond_libraries(probe, entry, cap):
                 # Before the generic texts: "no kernel image" here means the linked-in
                 # libraries, not torch's own kernels, which its PTX covers.

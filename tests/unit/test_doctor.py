@@ -779,6 +779,15 @@ def test_a_kernel_failure_of_old_torch_without_arch_list_is_explained_from_the_f
     assert "ECC" not in check.fix
 
 
+def test_a_kernel_failure_on_a_gpu_of_unknown_capability_is_still_explained():
+    probe = gpu_probe(1)
+    del probe["devices"][0]["capability"]
+    error = "RuntimeError: CUDA error: no kernel image is available for execution on the device"
+    probe["kernels"][0]["matmul"] = {"ok": False, "error": error}
+    check = by_id(doctor.container_checks(probe, TORCH214))["gpu0-kernels"]
+    assert check.status == "fail" and "no kernels compiled" in check.detail
+
+
 def test_a_host_probe_of_another_torch_is_not_blamed_on_the_entrys_libraries():
     # `envkit doctor torch1.4-cuda10 --host` on a Python with torch 2.14: a failure there says
     # nothing about torch 1.4's linked-in cuBLAS.
