@@ -48,6 +48,8 @@ class Facts(Protocol):
 
     def library_limit(self, torch: str, cuda: str) -> str | None: ...
 
+    def beyond_libraries(self, torch: str, cuda: str, capability: str) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Pin:
@@ -562,14 +564,15 @@ def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
                 f"torch {entry.torch} + CUDA {entry.cuda} has no kernels for the host's "
                 f"compute capability {', '.join(missing)} (built for {' '.join(arch)})"
             )
-    limit = facts.library_limit(entry.torch, entry.cuda)
     beyond = sorted(
-        {c for c in host.capabilities if limit and _numbers(c) > _numbers(limit)}, key=_numbers
+        {c for c in host.capabilities if facts.beyond_libraries(entry.torch, entry.cuda, c)},
+        key=_numbers,
     )
     if beyond:
         return (
             f"torch {entry.torch} + CUDA {entry.cuda} links in CUDA libraries (cuBLAS, cuDNN) "
-            f"that stop at compute capability {limit}; the host has {', '.join(beyond)}"
+            f"that stop at compute capability {facts.library_limit(entry.torch, entry.cuda)}; "
+            f"the host has {', '.join(beyond)}"
         )
     return None
 

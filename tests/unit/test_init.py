@@ -46,6 +46,7 @@ FACTS = SimpleNamespace(
     arch_list=lambda torch, cuda: _ARCH.get((torch, cuda)),
     kernel_supports=lambda arch, cap: "sm_" + cap.replace(".", "") in arch,
     library_limit=lambda torch, cuda: None,
+    beyond_libraries=lambda torch, cuda, capability: False,
 )
 NO_GPU = HostGPU()
 V100_450 = HostGPU("450.80.02", ("7.0",))
