@@ -4,32 +4,49 @@
 #
 #   scripts/gpu-evidence.sh [OUT_DIR]          (default docs/gpu)
 #
-# WHEELS=DIR installs envkit's own small dependencies (click, PyYAML, packaging, pytest,
-# matplotlib) from a folder of wheels on a machine without network; PYTHON picks the
-# interpreter. Every command's output and exit code lands in OUT_DIR, with commands.txt
+# WHEELS=DIR installs envkit's own small dependencies (click, PyYAML, packaging, pytest) from a
+# folder of wheels on a machine without network (scripts/gpu-wheels.sh gathers one for Python
+# 3.9-3.14). PYTHON picks the interpreter; by default the first of python3 and python that
+# imports torch. Every command's output and exit code lands in OUT_DIR, with commands.txt
 # listing exactly what ran. The benchmark and the reference loop need only torch: when the
 # dependencies cannot be installed, or Python is older than 3.9 (envkit's CLI needs it), the
-# envkit steps are skipped with a note and the rest still runs.
+# envkit steps are skipped with a note and the rest still runs. The plots need matplotlib;
+# without it they are skipped, and commands.txt gives the command that draws them later on any
+# host from bench-gpu.json.
+#
+# Each step has a time limit (seconds, scaled by STEP_TIMEOUT_SCALE, default 1), so one hung
+# step costs its limit and not the whole run; a step that hits it exits 124. The steps write as
+# they go: when the whole run is cut short, what finished is already in OUT_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-docs/gpu}
-PY=${PYTHON:-python3}
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+    # the first interpreter on the PATH that has torch, else python3
+    for candidate in python3 python; do
+        if "$candidate" -c "import torch" 2>/dev/null; then PY=$candidate; break; fi
+    done
+    PY=${PY:-python3}
+fi
 mkdir -p "$OUT"
 : > "$OUT/commands.txt"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 
 now() { date +%s.%N; }
 
-# step NAME COMMAND... : run, keep stdout in NAME, stderr in NAME.err, time and exit code.
+# step NAME LIMIT COMMAND... : run with a time limit of LIMIT seconds, keep stdout in NAME,
+# stderr in NAME.err, time and exit code.
 step() {
-    local name=$1; shift
+    local name=$1 limit=$2; shift 2
+    limit=$(awk -v l="$limit" -v s="${STEP_TIMEOUT_SCALE:-1}" 'BEGIN { v = int(l * s); printf "%d", v < 1 ? 1 : v }')
     echo "\$ $*" >> "$OUT/commands.txt"
     local start code
     start=$(now)
-    "$@" > "$OUT/$name" 2> "$OUT/$name.err"
+    timeout --kill-after=10 "$limit" "$@" > "$OUT/$name" 2> "$OUT/$name.err"
     code=$?
-    awk -v a="$start" -v b="$(now)" -v c="$code" \
-        'BEGIN { printf "  -> exit %s, %.1f s\n", c, b - a }' >> "$OUT/commands.txt"
+    awk -v a="$start" -v b="$(now)" -v c="$code" -v l="$limit" \
+        'BEGIN { printf "  -> exit %s, %.1f s%s\n", c, b - a,
+                 (c == 124 || c == 137) ? " (time limit " l " s)" : "" }' >> "$OUT/commands.txt"
     echo "$name: exit $code"
 }
 
@@ -42,10 +59,10 @@ skipped() {
 ENVKIT_OK=1
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
     ENVKIT_OK=0; WHY="envkit's CLI needs Python >= 3.9; $("$PY" -V 2>&1)"
-elif ! "$PY" -c "import click, yaml, packaging, pytest, matplotlib" 2>/dev/null; then
+elif ! "$PY" -c "import click, yaml, packaging, pytest" 2>/dev/null; then
     if ! "$PY" -m pip install -q ${WHEELS:+--no-index --find-links "$WHEELS"} \
-        click pyyaml packaging pytest matplotlib; then
-        ENVKIT_OK=0; WHY="could not install click, PyYAML, packaging, pytest, matplotlib (set WHEELS=DIR)"
+        click pyyaml packaging pytest; then
+        ENVKIT_OK=0; WHY="could not install click, PyYAML, packaging, pytest (set WHEELS=DIR)"
     fi
 fi
 [ "$ENVKIT_OK" = 1 ] || echo "warning: $WHY; envkit CLI steps are skipped" >&2
@@ -55,27 +72,33 @@ envkit_step() {
     if [ "$ENVKIT_OK" = 1 ]; then step "$@"; else skipped "$1" "$WHY"; fi
 }
 
-step nvidia-smi.txt nvidia-smi
-step versions.txt "$PY" -c "import sys, torch; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.get_arch_list())"
+step nvidia-smi.txt 60 nvidia-smi
+step versions.txt 120 "$PY" -c "import sys, torch; print(sys.version); print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.get_arch_list())"
 # doctor on the host: every GPU check (real matmul and conv on each GPU against the CPU)
-envkit_step doctor-host.json "$PY" -m envkit doctor --host --json
-envkit_step doctor-host.txt "$PY" -m envkit doctor --host
+envkit_step doctor-host.json 180 "$PY" -m envkit doctor --host --json
+envkit_step doctor-host.txt 180 "$PY" -m envkit doctor --host
 # static prediction: torch 1.13 (cu117) has no sm_90 kernels and no PTX -> no kernel image
-envkit_step doctor-static-torch1.13.txt "$PY" -m envkit doctor torch1.13-cuda11 --static
+envkit_step doctor-static-torch1.13.txt 60 "$PY" -m envkit doctor torch1.13-cuda11 --static
 # torch 1.4 (cu101): its own kernels carry compute_37 PTX, but the cuBLAS/cuDNN linked into
 # the wheel stop at sm_75 with no PTX -> fails too
-envkit_step doctor-static-torch1.4.txt "$PY" -m envkit doctor torch1.4-cuda10 --static
-envkit_step doctor-static-torch2.14.txt "$PY" -m envkit doctor torch2.14-cuda13 --static
-step probe-host.json "$PY" envkit/probe.py
+envkit_step doctor-static-torch1.4.txt 60 "$PY" -m envkit doctor torch1.4-cuda10 --static
+envkit_step doctor-static-torch2.14.txt 60 "$PY" -m envkit doctor torch2.14-cuda13 --static
+step probe-host.json 180 "$PY" envkit/probe.py
 # the benchmark on the GPU (never a silent CPU fallback): the default run (target: under 2
 # minutes on an H100), then the quick one
-step bench-default.json "$PY" envkit/bench.py --device cuda --out "$OUT/bench-gpu.json"
-step bench-quick.json "$PY" envkit/bench.py --device cuda --quick
-# out of memory as a measurement: batches past what fits (ResNet-18 at 32x32 needs roughly
-# 6 MB per image in tf32, so 80 GB runs out by 16384 and 141 GB by 24576)
-step bench-oom.json "$PY" envkit/bench.py --device cuda --parts throughput --precisions tf32 --batches 8192,16384,24576
+step bench-default.json 300 "$PY" envkit/bench.py --device cuda --out "$OUT/bench-gpu.json"
+step bench-quick.json 180 "$PY" envkit/bench.py --device cuda --quick
+# out of memory as a measurement: batches past what fits. ResNet-18 at 32x32 saves 4.7 MB of
+# activations per image for backward in fp32/tf32 (counted with saved_tensors_hooks on the
+# CPU), so 80 GB runs out by 24576 at the latest and 141 GB by 32768.
+step bench-oom.json 240 "$PY" envkit/bench.py --device cuda --parts throughput --precisions tf32 --batches 8192,16384,24576,32768
 # bench against the hand-tuned reference loop, same process, batch 1024 (target >= 0.95x)
-step reference-1024.json "$PY" scripts/reference_train.py --batch 1024 --device cuda
-envkit_step plots.txt "$PY" -c "import json; from envkit import report; print(report.plot_bench(json.load(open('$OUT/bench-gpu.json')), '$OUT', prefix='bench-gpu-'))"
-envkit_step pytest-gpu.txt "$PY" -m pytest tests/gpu -v -rs -p no:cacheprovider
+step reference-1024.json 240 "$PY" scripts/reference_train.py --batch 1024 --device cuda
+PLOT="import json; from envkit import report; print(report.plot_bench(json.load(open('$OUT/bench-gpu.json')), '$OUT', prefix='bench-gpu-'))"
+if "$PY" -c "import matplotlib" 2>/dev/null; then
+    envkit_step plots.txt 120 "$PY" -c "$PLOT"
+else
+    skipped plots.txt "no matplotlib here; on any host with it: PYTHONPATH=. python -c \"$PLOT\""
+fi
+envkit_step pytest-gpu.txt 300 "$PY" -m pytest tests/gpu -v -rs -p no:cacheprovider
 echo "done: $OUT (commands and exit codes in $OUT/commands.txt)"
