@@ -458,13 +458,17 @@ def _dataloader(torch):
     return out
 
 
-def _in_container():
-    """True inside a Docker (/.dockerenv) or Podman (/run/.containerenv) container, or a
-    Kubernetes pod (whose runtime may leave no marker file, but which always has this variable)."""
+def _in_container(root="/", environ=None):
+    """True inside a container: Docker (/.dockerenv), Podman (/run/.containerenv), a system
+    container such as LXC or systemd-nspawn (systemd inside writes /run/systemd/container, and
+    their init gets `container=`), or a Kubernetes pod (whose runtime may leave no marker file,
+    but which always has KUBERNETES_SERVICE_HOST)."""
+    environ = os.environ if environ is None else environ
+    markers = (".dockerenv", "run/.containerenv", "run/systemd/container")
     return (
-        os.path.exists("/.dockerenv")
-        or os.path.exists("/run/.containerenv")
-        or "KUBERNETES_SERVICE_HOST" in os.environ
+        any(os.path.exists(os.path.join(root, marker)) for marker in markers)
+        or bool(environ.get("container"))
+        or "KUBERNETES_SERVICE_HOST" in environ
     )
 
 

@@ -371,3 +371,25 @@ def test_conv_case_runs_forward_and_backward_on_cpu():
     y2, x_grad2, w_grad2 = probe._conv_case(torch, inputs, "cpu")
     assert torch.equal(x_grad2, x_grad) and torch.equal(w_grad2, w_grad)
     assert not inputs[0].requires_grad
+
+
+@pytest.mark.parametrize(
+    "marker, environ",
+    [
+        (".dockerenv", {}),
+        ("run/.containerenv", {}),
+        ("run/systemd/container", {}),
+        (None, {"container": "lxc"}),
+        (None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}),
+    ],
+)
+def test_in_container_recognises_each_runtime(tmp_path, marker, environ):
+    assert probe._in_container(str(tmp_path), {"PATH": "/usr/bin"}) is False
+    if marker:
+        (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / marker).write_text("lxc\n")
+    assert probe._in_container(str(tmp_path), dict(environ, PATH="/usr/bin")) is True
+
+
+def test_empty_container_variable_is_not_a_container(tmp_path):
+    assert probe._in_container(str(tmp_path), {"container": ""}) is False
