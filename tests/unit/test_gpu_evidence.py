@@ -43,15 +43,14 @@ STEPS = [
 def recorded(commands: str) -> dict[str, str]:
     """{step name: exit code as text, or 'skipped'} from commands.txt."""
     found = {}
-    ran = re.findall(r"^\$ (.*)\n  -> exit (\d+), [0-9.]+ s", commands, flags=re.M)
+    ran = re.findall(r"^\$ .*\n  -> exit (\d+), [0-9.]+ s", commands, flags=re.M)
     for name in STEPS:
         if re.search(rf"^# skipped {re.escape(name)}: ", commands, flags=re.M):
             found[name] = "skipped"
     # Steps run in the order of STEPS; the skipped ones leave no "$" line.
     executed = [n for n in STEPS if n not in found]
     assert len(ran) == len(executed), commands
-    for name, (_command, code) in zip(executed, ran):
-        found[name] = code
+    found.update(zip(executed, ran))
     return found
 
 
