@@ -485,9 +485,19 @@ def _driver_check(
     return Check("driver", "pass", f"NVIDIA driver {smi_driver or proc_driver}")
 
 
+def _sm(capability: str) -> str:
+    """The name CUDA and torch's arch lists use for a compute capability: 8.6 -> sm_86."""
+    return "sm_" + capability.replace(".", "")
+
+
+def _sms(gpus: Sequence[HostGpu]) -> str:
+    """The distinct sm_XY names of `gpus`, sorted, comma-separated."""
+    return ", ".join(sorted({_sm(g.capability) for g in gpus}))
+
+
 def _gpu_check(gpu: HostGpu) -> Check:
     memory = f"{gpu.memory_mib / 1024:.0f} GiB" if gpu.memory_mib else "memory unknown"
-    sm = f"sm_{gpu.capability.replace('.', '')}" if gpu.capability else "sm_?"
+    sm = _sm(gpu.capability) if gpu.capability else "sm_?"
     mig = {"Enabled": "MIG on", "Disabled": "MIG off"}.get(gpu.mig or "", "no MIG")
     detail = f"{gpu.name}, {memory}, compute capability {gpu.capability or '?'} ({sm}), {mig}"
     check_id = f"gpu{gpu.index}"
@@ -591,7 +601,7 @@ def _uncovered(entry, gpus: Sequence[HostGpu]) -> list[HostGpu] | None:
 
 
 def _gpu_names(gpus: Sequence[HostGpu]) -> str:
-    return ", ".join(f"GPU {g.index} {g.name} (sm_{g.capability.replace('.', '')})" for g in gpus)
+    return ", ".join(f"GPU {g.index} {g.name} ({_sm(g.capability)})" for g in gpus)
 
 
 def _uncovered_check(entry, label: str, arches, uncovered: Sequence[HostGpu]) -> Check:
@@ -611,13 +621,13 @@ def _uncovered_check(entry, label: str, arches, uncovered: Sequence[HostGpu]) ->
         ptx = " ".join(a for a in arches if a.startswith("compute_"))
         parts.append(
             f"{label} links in CUDA {entry.cuda}'s cuBLAS, cuDNN and cuFFT, which have machine "
-            f"code only up to sm_{limit.replace('.', '')} and no PTX, so "
+            f"code only up to {_sm(limit)} and no PTX, so "
             f"{_gpu_names(old_libraries)} cannot run its matrix multiplies or convolutions"
             + (f" (torch's own PTX, {ptx}, does not help them)" if ptx else "")
             + ": expect 'CUBLAS_STATUS_EXECUTION_FAILED' or 'no kernel image is available for "
             "execution on the device'"
         )
-    sms = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in uncovered}))
+    sms = _sms(uncovered)
     needs = "arch list covers" if no_kernels else "CUDA libraries know"
     return Check(
         "arch", "fail", "; ".join(parts), f"use a newer torch/CUDA build whose {needs} {sms}"
@@ -738,7 +748,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             f"upgrade the NVIDIA driver to >= {minimum}",
         )
     elif jit_gpus := _needs_ptx_jit(entry, gpus, driver):
-        names = ", ".join(f"GPU {g.index} (sm_{g.capability.replace('.', '')})" for g in jit_gpus)
+        names = ", ".join(f"GPU {g.index} ({_sm(g.capability)})" for g in jit_gpus)
         driver_check = Check(
             "driver-for-cuda",
             "fail",
@@ -795,7 +805,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
             for g in gpus
             if not facts.kernel_supports([a for a in arches if a.startswith("sm_")], g.capability)
         ]:
-            caps = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in jit_only}))
+            caps = _sms(jit_only)
             ptx = " ".join(a for a in arches if a.startswith("compute_"))
             arch_check = Check(
                 "arch",
@@ -807,7 +817,7 @@ def static_checks(entry, gpus: list[HostGpu], driver: str | None, all_entries) -
                 f"prefer an entry whose arch list has {caps}",
             )
         else:
-            caps = ", ".join(sorted({f"sm_{g.capability.replace('.', '')}" for g in gpus}))
+            caps = _sms(gpus)
             arch_check = Check("arch", "pass", f"{label} has native kernels for {caps}")
 
     checks = [driver_check, arch_check]
@@ -1082,7 +1092,7 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
             )
             continue
         cap = dev.get("capability") or "?"
-        sm = "sm_" + cap.replace(".", "")
+        sm = _sm(cap)
         memory = dev.get("memory_bytes") or 0
         label = f"GPU {index} {dev.get('name')} ({sm}, {memory / GIB:.0f} GiB)"
         check_id = f"gpu{index}-kernels"
@@ -1111,7 +1121,7 @@ def _kernel_checks(probe: dict, entry) -> list[Check]:
                 limit = _facts().library_limit(entry.torch, entry.cuda)
                 explained = (
                     f"the CUDA {entry.cuda} libraries linked into this build (cuBLAS, cuDNN) "
-                    f"stop at sm_{limit.replace('.', '')} and carry no PTX",
+                    f"stop at {_sm(limit)} and carry no PTX",
                     "",
                 )
             else:
@@ -1605,7 +1615,7 @@ def _ptx_only_gpus(entry, gpus: Sequence[HostGpu]) -> list[HostGpu]:
 
 def _probe_timed_out(timeout: float, with_gpus: bool, ptx_only=()) -> Check:
     if with_gpus and ptx_only:
-        sms = ", ".join(sorted({"sm_" + g.capability.replace(".", "") for g in ptx_only}))
+        sms = _sms(ptx_only)
         return Check(
             "probe",
             "fail",
