@@ -169,6 +169,24 @@ _KNOWN_ERRORS: tuple[tuple[re.Pattern, str, str], ...] = tuple(
             "or dockerd was not restarted after installing it",
             TOOLKIT_FIX,
         ),
+        # Before the toolkit's generic initialisation error, which can wrap this one
+        # ("nvidia-container-cli: initialization error: nvml error: driver/library version
+        # mismatch").
+        (
+            r"Driver/library version mismatch",
+            "the loaded NVIDIA kernel module and the user-space driver libraries are different "
+            "versions (the driver was upgraded without a reboot)",
+            "reboot the host, or unload and reload the nvidia kernel modules",
+        ),
+        # The toolkit checks an image's NVIDIA_REQUIRE_CUDA (set by nvidia/cuda bases) against
+        # the driver before the container starts.
+        (
+            r"requirement error: unsatisfied condition: cuda\s*>=",
+            "the host's NVIDIA driver is older than the CUDA version the image declares "
+            "(NVIDIA_REQUIRE_CUDA): the NVIDIA Container Toolkit refused to start it",
+            "upgrade the host's NVIDIA driver, or use an entry with an older CUDA "
+            "(`envkit doctor NAME` names the ones this driver supports)",
+        ),
         (
             r"nvidia-container-cli: initialization error",
             "the NVIDIA container runtime could not initialise the driver on the host "
@@ -188,12 +206,6 @@ _KNOWN_ERRORS: tuple[tuple[re.Pattern, str, str], ...] = tuple(
             "this torch build has no kernels compiled for the GPU's compute capability",
             "use an entry whose torch build lists the GPU's sm_XY in its arch list (newer torch "
             "and CUDA; `envkit doctor NAME` names them)",
-        ),
-        (
-            r"Failed to initialize NVML: Driver/library version mismatch",
-            "the loaded NVIDIA kernel module and the user-space driver libraries are different "
-            "versions (the driver was upgraded without a reboot)",
-            "reboot the host, or unload and reload the nvidia kernel modules",
         ),
         (
             r"unknown or invalid runtime name: nvidia|Unknown runtime specified nvidia",
@@ -332,8 +344,8 @@ def _engine_check(engine_info: dict | Exception | None) -> Check:
         message = getattr(engine_info, "message", None) or str(engine_info)
         explained = explain_error(message)
         fix = getattr(engine_info, "fix", None)
-        if explained:
-            return Check("engine", "fail", _explained(explained[0], message), explained[1])
+        if explained:  # envkit's own fix knows the address it tried; the table's is generic
+            return Check("engine", "fail", _explained(explained[0], message), fix or explained[1])
         return Check(
             "engine", "fail", f"Docker engine unreachable: {message}", fix or "check dockerd"
         )
@@ -367,11 +379,16 @@ def _runtime_check(
     if not isinstance(engine_info, dict):
         return Check("gpu-runtime", "skip", "no Docker engine to check (see engine)")
     if _is_desktop_vm(engine_info):
+        vm = (
+            "Docker Desktop runs containers in a VM with no GPU access (OperatingSystem: "
+            f"{engine_info.get('OperatingSystem')})"
+        )
+        if not host_has_gpu:  # a Mac, or a PC without an NVIDIA GPU: CPU entries are fine
+            return Check("gpu-runtime", "skip", f"no NVIDIA GPU on this host; {vm}")
         return Check(
             "gpu-runtime",
             "fail",
-            "Docker Desktop runs containers in a VM with no GPU access (OperatingSystem: "
-            f"{engine_info.get('OperatingSystem')})",
+            vm,
             "use Docker Engine (docker-ce or docker.io) with the NVIDIA Container Toolkit "
             "(`docker context use default`), or --host to probe this machine's own Python",
         )
@@ -423,7 +440,13 @@ def _driver_check(
             return Check(
                 "driver",
                 "fail",
-                _explained(explained[0], _last_line(nvidia_smi_error)),
+                # nvidia-smi's message is a line or two, the cause first: keep all of it
+                _explained(
+                    explained[0],
+                    "; ".join(
+                        line.strip() for line in nvidia_smi_error.splitlines() if line.strip()
+                    ),
+                ),
                 explained[1],
             )
         if nvidia_smi_error == NVIDIA_SMI_MISSING or "not found" in nvidia_smi_error.lower():
@@ -451,7 +474,7 @@ def _driver_check(
             "`dmesg | grep -i nvrm`); reinstall the driver and reboot if it is not",
         )
     if smi_driver and proc_driver and smi_driver != proc_driver:
-        detail, fix = explain_error("Driver/library version mismatch") or ("", "")
+        detail, fix = explain_error("Driver/library version mismatch")
         return Check(
             "driver",
             "fail",
@@ -1162,12 +1185,14 @@ def container_checks(
     *,
     no_gpu: tuple[str, str] | None = None,
     host_probe: bool = False,
+    caller_uid: int | None = None,
 ) -> list[Check]:
     """Checks from the probe's JSON, compared with `entry` when given.
 
     `no_gpu` is (reason, fix) when the doctor deliberately ran the probe without GPUs.
     `host_probe` when the probe ran on a Python of the user's choosing (`--host`), not in the
     entry's image; that Python may itself be in a container, which the probe reports.
+    `caller_uid` is the host user's uid when the probe ran as the image's default user.
     """
     if probe.get("fatal"):
         return [
@@ -1267,19 +1292,28 @@ def container_checks(
             else "`sudo mount -o remount,size=8G /dev/shm`",
         )
     )
-    identity = probe.get("identity") or {}
-    if identity.get("uid") is None:
-        checks.append(Check("user", "skip", "uid/gid not reported"))
-    else:
-        checks.append(
-            Check(
-                "user",
-                "pass",
-                f"uid {identity.get('uid')}, gid {identity.get('gid')} "
-                f"({identity.get('user') or 'no passwd entry'})",
-            )
-        )
+    checks.append(_user_check(probe.get("identity") or {}, caller_uid))
     return checks
+
+
+def _user_check(identity: dict, caller_uid: int | None) -> Check:
+    """Whose files a plain `docker run` of the image leaves in a bind mount: the image's default
+    user's. Root on the host can use any; anyone else gets files they may not change."""
+    uid = identity.get("uid")
+    if uid is None:
+        return Check("user", "skip", "uid/gid not reported")
+    who = f"uid {uid}, gid {identity.get('gid')} ({identity.get('user') or 'no passwd entry'})"
+    if caller_uid is None or caller_uid in (0, uid):
+        return Check("user", "pass", who)
+    owner = "root" if uid == 0 else f"uid {uid}"
+    return Check(
+        "user",
+        "warn",
+        f"the image runs as {who} by default and you are uid {caller_uid}: files a plain "
+        f"`docker run` writes into a bind mount will belong to {owner}, not to you",
+        "use `envkit run`, which runs as you (--user UID:GID), or pass "
+        "`--user $(id -u):$(id -g)` to docker run",
+    )
 
 
 # -------------------------------------------------------------------------------- gatherers
@@ -1413,22 +1447,27 @@ def _parsed(code: int, stdout: str, stderr: str) -> tuple[dict | None, Check | N
     )
 
 
-def _gpu_plan(checks: list[Check], gpus: list[HostGpu]) -> tuple[bool, tuple[str, str] | None]:
-    """Whether to request GPUs for the container, and if not, (reason, fix) for the report."""
+def _gpu_plan(
+    checks: list[Check], gpus: list[HostGpu], partial: bool = False
+) -> tuple[str | None, tuple[str, str] | None]:
+    """The GPUs to request for the container ("all", or the indices nvidia-smi listed before
+    it failed on another GPU when `partial`), and when none, (reason, fix) for the report."""
     by_id = {c.id: c for c in checks}
     runtime, driver = by_id.get("gpu-runtime"), by_id.get("driver")
     if not gpus:
         why = driver.detail if driver is not None else "no NVIDIA GPU on this host"
-        return False, (
+        return None, (
             f"no GPU requested: no NVIDIA GPU on this host ({why})",
             (driver.fix if driver is not None and driver.fix else None)
             or "run on a host with an NVIDIA GPU, or use a CPU-only entry",
         )
     if runtime is not None and runtime.status in ("fail", "skip"):
-        return False, (f"no GPU requested: {runtime.detail}", runtime.fix or TOOLKIT_FIX)
+        return None, (f"no GPU requested: {runtime.detail}", runtime.fix or TOOLKIT_FIX)
+    if partial:  # the GPUs that answered are still worth proving
+        return ",".join(str(g.index) for g in gpus), None
     if driver is not None and driver.status == "fail":
-        return False, (f"no GPU requested: {driver.detail}", driver.fix or "")
-    return True, None
+        return None, (f"no GPU requested: {driver.detail}", driver.fix or "")
+    return "all", None
 
 
 def run_doctor(
@@ -1473,10 +1512,9 @@ def run_doctor(
         proc_driver_text=facts.proc_driver_text,
     )
     gpus = parse_nvidia_smi(facts.nvidia_smi_output) if facts.nvidia_smi_output else []
-    driver_failed = any(c.id == "driver" and c.status == "fail" for c in checks)
-    driver = None
-    if not driver_failed:
-        driver = (gpus[0].driver if gpus else None) or parse_proc_driver(facts.proc_driver_text)
+    # The version is a fact even when the driver check failed (a GPU fell off the bus, a
+    # module/library mismatch): the static checks compare with it, the `driver` row says what broke.
+    driver = (gpus[0].driver if gpus else None) or parse_proc_driver(facts.proc_driver_text)
     report = DoctorReport(ok=True, checks=checks, gpus=gpus)
 
     if entry is not None:
@@ -1507,6 +1545,7 @@ def run_doctor(
             report,
             shm_size=shm_size,
             timeout=timeout,
+            partial=bool(gpus and facts.nvidia_smi_error),
         )
 
     if allow_cpu:
@@ -1532,6 +1571,7 @@ def _probe_in_image(
     *,
     shm_size: str | None,
     timeout: float,
+    partial: bool = False,
 ) -> list[Check]:
     if not isinstance(info, dict):
         return [Check("image", "skip", "not probed: the Docker engine is unreachable (see engine)")]
@@ -1546,18 +1586,18 @@ def _probe_in_image(
             )
         ]
     out: list[Check] = []
-    want_gpus, no_gpu = (False, None) if entry.cuda is None else _gpu_plan(checks, gpus)
+    want_gpus, no_gpu = (None, None) if entry.cuda is None else _gpu_plan(checks, gpus, partial)
     try:
         result = engine.run_program(
             image,
             PROBE_PATH,
             [],
-            gpus="all" if want_gpus else None,
+            gpus=want_gpus,
             shm_size=shm_size,
             timeout=timeout,
         )
     except ProgramTimedOut:
-        return out + [_probe_timed_out(timeout, want_gpus, _ptx_only_gpus(entry, gpus))]
+        return out + [_probe_timed_out(timeout, bool(want_gpus), _ptx_only_gpus(entry, gpus))]
     except EnvkitError as exc:
         message = exc.message
         explained = explain_error(message)
@@ -1585,14 +1625,21 @@ def _probe_in_image(
             return out + [Check("image", "fail", again.message, again.fix)]
     else:
         if want_gpus:
-            out.append(Check("gpu-attach", "pass", "GPUs attached to the container (--gpus all)"))
+            flag = "all" if want_gpus == "all" else f"'\"device={want_gpus}\"'"
+            out.append(
+                Check("gpu-attach", "pass", f"GPUs attached to the container (--gpus {flag})")
+            )
     probe, failed = _parsed(result.exit_code, result.stdout, result.stderr)
     if probe is None:
         return out + [failed]
     # The doctor started the container, so it knows better than the probe's own guess.
     probe["in_container"] = True
     report.probe = probe
-    return out + container_checks(probe, entry, no_gpu=no_gpu)
+    return out + container_checks(probe, entry, no_gpu=no_gpu, caller_uid=_caller_uid())
+
+
+def _caller_uid() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None
 
 
 def _ptx_only_gpus(entry, gpus: Sequence[HostGpu]) -> list[HostGpu]:

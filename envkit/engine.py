@@ -39,24 +39,48 @@ _BUILDS_LOCK = threading.Lock()
 _CANCELLED = threading.Event()  # set once builds are cancelled: no new one starts
 
 
+def engine_endpoint(environ=None) -> tuple[str, str | None]:
+    """Where the SDK (and the docker CLI) look for the engine: $DOCKER_HOST, else the docker
+    CLI's context ($DOCKER_CONTEXT, then config.json's currentContext), else the local socket.
+    Returns (address, name of the context that chose it, or None)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DOCKER_HOST"):
+        return environ["DOCKER_HOST"], None
+    try:
+        from docker.context import ContextAPI
+
+        context = ContextAPI.get_context(environ.get("DOCKER_CONTEXT") or None)
+    except Exception:  # a broken config.json: the SDK falls back to the socket as well
+        context = None
+    if context is not None and context.Host and context.name != "default":
+        return context.Host, context.name
+    return "unix:///var/run/docker.sock", None
+
+
 def _explain_connect_error(exc: Exception) -> EngineUnavailable:
     text = str(exc)
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    host, context = engine_endpoint()
+    where = f"{host} (docker context {context})" if context else host
+    elsewhere = (
+        "switch context (`docker context use default`) or set DOCKER_HOST"
+        if context
+        else "set DOCKER_HOST"
+    )
     if "Permission denied" in text or "PermissionError" in text:
         return EngineUnavailable(
-            f"permission denied on the Docker socket ({host})",
+            f"permission denied on the Docker socket ({where})",
             "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in "
             "again) or use rootless Docker",
         )
     if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text:
         return EngineUnavailable(
-            f"no Docker daemon is answering at {host}",
-            "start it (`sudo systemctl start docker`, or scripts/engine-up.sh), or set "
-            "DOCKER_HOST to a running engine",
+            f"no Docker daemon is answering at {where}",
+            "start it (`sudo systemctl start docker`; rootless: `systemctl --user start "
+            f"docker`), or {elsewhere} to a running engine",
         )
     return EngineUnavailable(
-        f"cannot reach the Docker engine at {host}: {text}",
-        "check that dockerd is running and DOCKER_HOST is right",
+        f"cannot reach the Docker engine at {where}: {text}",
+        f"check that dockerd is running, or {elsewhere} to the right engine",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -45,6 +46,30 @@ def test_cli_doctor_json_with_unreachable_daemon():
     assert engine_check["status"] == "fail"
     assert engine_check["fix"]
     assert {c["status"] for c in report["checks"]} <= set(doctor.STATUSES)
+
+
+def test_doctor_names_the_docker_context_that_points_at_no_engine(tmp_path):
+    # The docker CLI and the SDK both follow the current context; while the engine answers on
+    # the default socket, the report must name the context's address, not the default one.
+    # The docker CLI files a context under the sha256 of its name.
+    meta = tmp_path / "contexts" / "meta" / hashlib.sha256(b"remote").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(
+        json.dumps({"Name": "remote", "Metadata": {}, "Endpoints": {"docker": {"Host": NO_SOCKET}}})
+    )
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "remote"}))
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
+    env["DOCKER_CONFIG"] = str(tmp_path)
+    result = run_envkit("doctor", "--json", env=env, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    engine_check = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "engine")
+    assert engine_check["status"] == "fail"
+    assert f"{NO_SOCKET} (docker context remote)" in engine_check["detail"]
+    assert "docker context use default" in engine_check["fix"]
+    # DOCKER_CONTEXT overrides config.json, as it does for the docker CLI.
+    result = run_envkit("doctor", "--json", env=dict(env, DOCKER_CONTEXT="default"), timeout=120)
+    engine_check = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "engine")
+    assert engine_check["status"] == "pass", engine_check
 
 
 def test_run_doctor_with_unreachable_daemon_reports_it():

@@ -197,6 +197,25 @@ def gpus_of(csv_text: str) -> list[HostGpu]:
             "arch list",
         ),
         ("Failed to initialize NVML: Driver/library version mismatch", "reboot"),
+        # The toolkit wraps the same mismatch in its initialisation error at container start.
+        (
+            "docker: Error response from daemon: failed to create shim task: OCI runtime create "
+            "failed: runc create failed: unable to start container process: error during "
+            "container init: error running hook #0: error running hook: exit status 1, stdout: "
+            ", stderr: nvidia-container-cli: initialization error: nvml error: driver/library "
+            "version mismatch: unknown.",
+            "unload and reload the nvidia kernel modules",
+        ),
+        # An image that declares NVIDIA_REQUIRE_CUDA (nvidia/cuda bases) on an older driver.
+        (
+            "docker: Error response from daemon: failed to create shim task: OCI runtime create "
+            "failed: runc create failed: unable to start container process: error during "
+            "container init: error running hook #0: error running hook: exit status 1, stdout: "
+            ", stderr: Auxiliary ld.so.cache updated\nnvidia-container-cli: requirement error: "
+            "unsatisfied condition: cuda>=12.2, please update your driver to a newer version, "
+            "or use an earlier cuda container: unknown.",
+            "upgrade the host's NVIDIA driver",
+        ),
         (
             "docker: Error response from daemon: unknown or invalid runtime name: nvidia.",
             "--gpus instead of --runtime=nvidia",
@@ -218,6 +237,7 @@ def test_each_known_error_gets_its_own_explanation():
         "CUDA driver version is insufficient for CUDA runtime version",
         "no kernel image is available for execution on the device",
         "Failed to initialize NVML: Driver/library version mismatch",
+        "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.2",
         "unknown or invalid runtime name: nvidia",
         "permission denied while trying to connect to the Docker daemon socket at "
         "unix:///var/run/docker.sock",
@@ -229,6 +249,8 @@ def test_each_known_error_gets_its_own_explanation():
 
 def test_unknown_text_is_not_explained():
     assert doctor.explain_error("segmentation fault (core dumped)") is None
+    # Other toolkit requirements are not about the driver's CUDA version.
+    assert doctor.explain_error("requirement error: unsatisfied condition: brand = tesla") is None
     assert doctor.explain_error("") is None
 
 
@@ -277,8 +299,8 @@ def test_this_cpu_host_recorded_passes_without_failures():
 
 
 def test_engine_missing_daemon_is_a_failure_with_the_fix():
-    message = error_text("engine-info-no-daemon.txt").splitlines()[1]
-    exc = EngineUnavailable(message, "start it")
+    _kind, message, fix = error_text("engine-info-no-daemon.txt").splitlines()
+    exc = EngineUnavailable(message, fix)
     (engine, *_rest) = doctor.host_checks(exc, None, doctor.NVIDIA_SMI_MISSING, None, [])
     assert engine.status == "fail"
     assert "no Docker daemon is answering" in engine.detail
@@ -341,6 +363,15 @@ def test_docker_desktop_on_linux_has_no_gpu():
     assert by_id(doctor.host_checks(wsl, H100, None, GIB8, []))["gpu-runtime"].status == "pass"
 
 
+def test_docker_desktop_without_a_gpu_is_no_failure():
+    # A Mac, or a PC with no NVIDIA GPU: CPU-only entries run fine in Docker Desktop's VM.
+    info = gpu_docker_info(OperatingSystem="Docker Desktop", KernelVersion="6.10.14-linuxkit")
+    checks = by_id(doctor.host_checks(info, None, doctor.NVIDIA_SMI_MISSING, GIB8, []))
+    assert checks["gpu-runtime"].status == "skip"
+    assert "Docker Desktop" in checks["gpu-runtime"].detail
+    assert not any(c.status == "fail" for c in checks.values())
+
+
 def test_rootless_docker_with_gpus_warns_about_cgroups():
     info = gpu_docker_info(SecurityOptions=["name=seccomp,profile=builtin", "name=rootless"])
     checks = by_id(doctor.host_checks(info, H100, None, GIB8, []))
@@ -362,6 +393,10 @@ def test_driver_library_mismatch_fails_with_reboot():
     )["driver"]
     assert driver.status == "fail"
     assert "reboot" in driver.fix
+    # Both of nvidia-smi's lines: the cause, then the library's version.
+    assert driver.detail.endswith(
+        ": Failed to initialize NVML: Driver/library version mismatch; NVML library version: 550.90"
+    )
 
 
 def test_kernel_module_and_nvidia_smi_disagreeing_is_a_mismatch():
@@ -370,6 +405,8 @@ def test_kernel_module_and_nvidia_smi_disagreeing_is_a_mismatch():
     )["driver"]
     assert driver.status == "fail"
     assert "550.54.15" in driver.detail and "535.104.05" in driver.detail
+    assert driver.detail.startswith("the loaded NVIDIA kernel module and the user-space")
+    assert "reboot" in driver.fix
 
 
 def test_other_nvidia_smi_failure_is_reported():
@@ -1360,3 +1397,56 @@ def test_a_host_probe_that_differs_from_the_entry_does_not_say_rebuild_the_image
     assert by_id(doctor.container_checks(probe, TORCH214))["torch"].fix == (
         "rebuild the image: envkit build " + TORCH214.name
     )
+
+
+def test_a_gpu_fallen_off_the_bus_keeps_the_driver_version_and_the_answering_gpus():
+    # nvidia-smi lists GPU 0 and then fails on the next one; the driver is there and works.
+    broken = replace(
+        H100_HOST,
+        nvidia_smi_error="Unable to determine the device handle for GPU1: 0000:3B:00.0: "
+        "Unknown Error",
+    )
+    engine = FakeEngine(
+        info=gpu_docker_info(), outputs=[probe_result("cuda13-container-torch2.14-nogpu.json")]
+    )
+    report = doctor.run_doctor(TORCH14, engine=engine, host=broken, all_entries=ALL)
+    checks = by_id(report.checks)
+    assert checks["driver"].status == "fail"
+    assert "then failed on another" in checks["driver"].detail
+    # The static checks still know driver 550 and the H100: torch 1.4 cannot run on sm_90.
+    assert checks["driver-for-cuda"].status == "pass"
+    assert "550.54.15" in checks["driver-for-cuda"].detail
+    assert checks["arch"].status == "fail"
+    assert report.suggestions and all(
+        next(e for e in ALL if e.name == name).cuda for name in report.suggestions
+    )
+    # The GPU that answered is requested by index, not --gpus all.
+    assert [c["gpus"] for c in engine.calls] == ["0"]
+    assert "--gpus '\"device=0\"'" in checks["gpu-attach"].detail
+
+
+@pytest.mark.parametrize(
+    "name, caller_uid, status",
+    [
+        ("cuda13-container-torch2.14-nogpu.json", 1000, "pass"),  # envkit's user is you
+        ("cuda13-container-torch2.14-nogpu.json", 0, "pass"),  # root may change any file
+        ("cuda13-container-torch2.14-nogpu.json", 1001, "warn"),
+        ("cpu-container-torch2.13.json", 1000, "warn"),  # an image that runs as root
+        ("cpu-host-torch2.13.json", None, "pass"),  # --host: the probe ran as you
+    ],
+)
+def test_user_check_says_whose_files_a_bind_mount_gets(name, caller_uid, status):
+    user = by_id(doctor.container_checks(recorded(name), caller_uid=caller_uid))["user"]
+    assert user.status == status, user
+    if status == "warn":
+        owner = "root" if "cpu-container" in name else "uid 1000"
+        assert f"will belong to {owner}, not to you" in user.detail
+        assert "--user $(id -u):$(id -g)" in user.fix
+
+
+def test_orchestrator_compares_the_image_user_with_the_caller(monkeypatch):
+    monkeypatch.setattr(doctor, "_caller_uid", lambda: 1234)
+    engine = FakeEngine(outputs=[probe_result("cuda13-container-torch2.14-nogpu.json")])
+    report = doctor.run_doctor(TORCH214, engine=engine, host=CPU_HOST, all_entries=ALL)
+    user = by_id(report.checks)["user"]
+    assert user.status == "warn" and "you are uid 1234" in user.detail
