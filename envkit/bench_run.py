@@ -43,15 +43,19 @@ def in_image(
     *,
     quick: bool,
     gpus: str | None,
+    device: str = "auto",
     timeout: float = 3600,
     on_progress: Progress | None = None,
 ) -> dict:
-    """Run bench.py in a throw-away container of `image`; the report lands in `out_dir`."""
+    """Run bench.py in a throw-away container of `image`; the report lands in `out_dir`.
+
+    `device` "cuda" makes a container that cannot use the GPUs it was given report no_gpu
+    instead of training on the CPU."""
     program, data = bench.program_files()
     make_folder(out_dir, "--out")
     args = program_args(
         quick=quick,
-        device="auto",
+        device=device,
         out_name=f"/out/bench-{name}.json",
         data=f"/opt/envkit/{Path(data).name}",
     )

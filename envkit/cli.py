@@ -1069,9 +1069,17 @@ def bench(ctx, args, on_host, quick, out_dir, gpus, tag_prefix, as_json):
         requested, note = runner.resolve_gpus(gpus)
         if note:
             click.secho(f"note: {note}", fg="yellow", err=True)
-        click.echo(f"running the benchmark in {image} ...", err=True)
+        # GPUs given to a CUDA build must be used: no silent fallback to the CPU.
+        device = "cuda" if requested and _matrix(ctx).get(name).cuda else "auto"
+        click.echo(f"running the benchmark in {image} (--device {device}) ...", err=True)
         doc = bench_run.in_image(
-            image, name, out_dir, quick=quick, gpus=requested, on_progress=_echo_err
+            image,
+            name,
+            out_dir,
+            quick=quick,
+            gpus=requested,
+            device=device,
+            on_progress=_echo_err,
         )
     click.echo(f"report: {out_dir / f'bench-{name}.json'}", err=True)
     try:

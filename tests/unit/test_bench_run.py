@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from envkit import bench_run
+import pytest
+from click.testing import CliRunner
+
+from envkit import bench_run, engine
+from envkit.cli import main
 from envkit.errors import BadInput, CheckFailed, ProgramTimedOut
 
 
@@ -75,3 +82,66 @@ def test_an_out_folder_that_cannot_be_made_is_bad_input(tmp_path):
     blocker.write_text("")
     with pytest.raises(BadInput, match="cannot make folder"):
         bench_run.on_host(blocker / "sub", quick=True, python=fake_python(tmp_path, "exit 0\n"))
+
+
+def _container_on_this_host(calls: list):
+    """engine.run_program without Docker: bench.py runs here, where torch sees no GPU, as in a
+    container whose GPUs were requested but do not reach torch (a GPU in a container is the
+    one part these machines cannot have)."""
+
+    def run_program(image, program, args=(), *, gpus=None, extra_files=(), out_dir=None, **_):
+        calls.append({"image": image, "gpus": gpus, "args": list(args)})
+        here = {"/out": str(out_dir), "/opt/envkit": str(Path(extra_files[0]).parent)}
+        mapped = [
+            here[a.rsplit("/", 1)[0]] + "/" + a.rsplit("/", 1)[1]
+            if a.rsplit("/", 1)[0] in here
+            else a
+            for a in args
+        ]
+        done = subprocess.run(
+            [sys.executable, str(program), *mapped], capture_output=True, text=True, timeout=600
+        )
+        return engine.ProgramResult(done.returncode, done.stdout, done.stderr)
+
+    return run_program
+
+
+def test_bench_in_a_cuda_image_with_gpus_fails_instead_of_training_on_the_cpu(
+    tmp_path, monkeypatch
+):
+    calls = []
+    monkeypatch.setattr(engine, "require_built", lambda ref, name: None)
+    monkeypatch.setattr(engine, "run_program", _container_on_this_host(calls))
+    result = CliRunner().invoke(
+        main,
+        ["bench", "torch1.4-cuda10", "--gpus", "all", "--quick", "--json", "--out", str(tmp_path)],
+    )
+    assert calls[0]["gpus"] == "all"
+    assert calls[0]["args"][:2] == ["--device", "cuda"]
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "no_gpu"
+    assert "device.cuda" in report["failed_checks"]
+    assert report["convergence"] is None and report["throughput"] == []  # nothing ran on a CPU
+    assert json.loads((tmp_path / "bench-torch1.4-cuda10.json").read_text())["status"] == "no_gpu"
+
+
+@pytest.mark.parametrize(
+    "name, gpus",
+    [("torch1.4-cpu", "all"), ("torch1.4-cuda10", "none")],
+)
+def test_bench_without_gpus_or_for_a_cpu_entry_lets_the_program_choose(
+    tmp_path, monkeypatch, name, gpus
+):
+    calls = []
+
+    def record(image, program, args=(), **settings):
+        calls.append({"gpus": settings.get("gpus"), "args": list(args)})
+        return engine.ProgramResult(0, "", "")  # no report: the CLI says so and exits 1
+
+    monkeypatch.setattr(engine, "require_built", lambda ref, name: None)
+    monkeypatch.setattr(engine, "run_program", record)
+    result = CliRunner().invoke(main, ["bench", name, "--gpus", gpus, "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert calls[0]["args"][:2] == ["--device", "auto"]
+    assert calls[0]["gpus"] == (None if gpus == "none" else gpus)
