@@ -92,10 +92,12 @@ PEAK_TFLOPS = [
 ]
 
 # One step on each device from identical weights and batch: in strict fp32 the only differences are
-# reduction order and algorithm choice, a few ulps amplified through two convs and three FC layers.
-# 1e-3 absolute on the loss (about 2.3 at init) and 1e-4 on parameters after an SGD step of lr 0.1
-# leave two orders of magnitude of headroom over what healthy kernels produce, while a wrong
-# kernel, a broken cuDNN or silent TF32 misses them by far.
+# reduction order and algorithm choice. Measured on the CPU over seeds 0-19
+# (scripts/gpu_cpu_tolerance.py): the fp32 step lies within 2.1e-6 (parameters) and 3.4e-7 (loss)
+# of the same step in fp64, so two correct fp32 implementations differ by about 4e-6 at most,
+# 24x under the 1e-4 parameter tolerance; TF32 rounding of every conv and linear operand moves
+# parameters by 3.8e-4 to 2.0e-3, 3.8x over it. The loss tolerance (the loss is about 2.3 at
+# init) catches broken kernels, not TF32, which moves the loss by 3.6e-4 at most.
 GPU_CPU_LOSS_TOL = 1e-3
 GPU_CPU_PARAM_TOL = 1e-4
 
@@ -509,9 +511,7 @@ def mixed_precision(torch, device):
     if device == "cuda":
         if bf16 is not None and gpu_bf16_usable(torch) and _autocast_works(torch, "cuda", bf16):
             return "bf16"
-        if make_grad_scaler(torch) is not None and _autocast_works(torch, "cuda", torch.float16):
-            return "fp16"
-        return None
+        return "fp16" if fp16_usable(torch, device) else None
     if bf16 is not None and _autocast_works(torch, "cpu", bf16):
         return "bf16"
     return None
@@ -574,12 +574,30 @@ def collect_features(torch, device):
         "autocast": hasattr(torch, "autocast")
         or (hasattr(torch.cuda, "amp") and hasattr(torch.cuda.amp, "autocast")),
         "bf16": mp == "bf16",
-        "fp16_grad_scaler": device == "cuda" and make_grad_scaler(torch) is not None,
+        "fp16_grad_scaler": fp16_usable(torch, device),
         "channels_last": hasattr(torch, "channels_last"),
         "tf32": tf32_available(torch, device),
         "cudnn_benchmark": cudnn_ok,
         "cuda_graphs": device == "cuda" and hasattr(torch.cuda, "CUDAGraph"),
         "compile": hasattr(torch, "compile"),
+    }
+
+
+def features_used(available, rows):
+    """The features this run's throughput rows ran with, in collect_features' keys. The rows run
+    eagerly, so torch.compile and CUDA graphs are never used; cuDNN autotuning is on for the
+    whole run wherever it is available."""
+    ran = [r for r in rows if r.get("images_per_s") is not None]
+    precisions = set(r["precision"] for r in ran)
+    return {
+        "autocast": bool(precisions & set(("bf16", "fp16"))),
+        "bf16": "bf16" in precisions,
+        "fp16_grad_scaler": "fp16" in precisions,
+        "channels_last": any(r["channels_last"] for r in ran),
+        "tf32": "tf32" in precisions,
+        "cudnn_benchmark": bool(available.get("cudnn_benchmark")),
+        "cuda_graphs": False,
+        "compile": False,
     }
 
 
@@ -773,7 +791,13 @@ def gpu_cpu_step(torch, seed, images, labels, mean, std):
 
     previous = set_tf32(torch, False)
     # TF32 would round conv/matmul inputs to 10 mantissa bits on the GPU only; the comparison is
-    # about kernel correctness, so both sides must compute in full fp32.
+    # about kernel correctness, so both sides must compute in full fp32. cuDNN's autotuner may
+    # pick FFT or Winograd convolutions, less exact than the CPU's direct ones: use its default
+    # deterministic choice for this one step.
+    cudnn = getattr(torch.backends, "cudnn", None)
+    cudnn_flags = (cudnn.benchmark, cudnn.deterministic) if cudnn is not None else None
+    if cudnn is not None:
+        cudnn.benchmark, cudnn.deterministic = False, True
     try:
         torch.manual_seed(seed)
         cpu_model = build_lenet()
@@ -791,6 +815,8 @@ def gpu_cpu_step(torch, seed, images, labels, mean, std):
             results.append((float(loss), [p.detach().cpu() for p in model.parameters()]))
     finally:
         restore_tf32(torch, previous)
+        if cudnn_flags is not None:
+            cudnn.benchmark, cudnn.deterministic = cudnn_flags
     loss_diff = abs(results[0][0] - results[1][0])
     param_diff = max(float((a - b).abs().max()) for a, b in zip(results[0][1], results[1][1]))
     return {
@@ -895,7 +921,7 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
     row = new_row(precision, channels_last, batch)
     started = time.time()
     oom_message = None
-    model = state = x = y = loss = None
+    model = state = optimizer = scaler = x = y = loss = None
     previous_tf32 = None
     if device == "cuda":
         # fp32 rows are strict fp32; the tf32 row is the same run with TF32 tensor cores allowed.
@@ -972,7 +998,9 @@ def measure_row(torch, device, precision, channels_last, batch, timing, macs, pe
         # hold the activations, and empty_cache could not return them.
         row["oom"] = True
         row["error"] = oom_message
-    del model, state, x, y, loss
+    # The optimizer holds the parameters, their grads and momentum buffers: all must go before
+    # the cache is emptied, or the next row starts with them still allocated.
+    del model, state, optimizer, scaler, x, y, loss
     release_memory(torch, device)
     row["seconds"] = round(time.time() - started, 2)
     return row
@@ -1044,18 +1072,36 @@ def default_timing(device, quick):
     return {"warmup": 1, "windows": 3, "window_s": 2.0, "min_steps": 2, "max_steps": 200}
 
 
-def throughput_plan(torch, device, precisions=None):
-    """[(precision, channels_last)] to measure, from what this device and torch support."""
-    available = ["fp32"]
+def fp16_usable(torch, device):
+    """fp16 autocast with loss scaling works here (a GPU's second choice after bf16)."""
+    return (
+        device == "cuda"
+        and make_grad_scaler(torch) is not None
+        and _autocast_works(torch, "cuda", torch.float16)
+    )
+
+
+def usable_precisions(torch, device):
+    """Every precision this torch can train in on `device`."""
+    usable = ["fp32"]
     if tf32_available(torch, device):
-        available.append("tf32")
+        usable.append("tf32")
     mp = mixed_precision(torch, device)
     if mp is not None:
-        available.append(mp)
+        usable.append(mp)
+    if mp == "bf16" and fp16_usable(torch, device):
+        usable.append("fp16")
+    return usable
+
+
+def throughput_plan(torch, device, precisions=None):
+    """[(precision, channels_last)] to measure: `precisions` where usable, else every usable
+    one with a single mixed precision (bf16 where the GPU has it, else fp16 with loss scaling)."""
+    usable = usable_precisions(torch, device)
     if precisions:
-        wanted = [p for p in precisions if p in available]
+        wanted = [p for p in precisions if p in usable]
     else:
-        wanted = available
+        wanted = [p for p in usable if not (p == "fp16" and "bf16" in usable)]
     has_cl = hasattr(torch, "channels_last")
     # channels_last (NHWC) is what tensor-core and oneDNN reduced-precision convs want; fp32 rows
     # stay NCHW as the plain baseline.
@@ -1147,6 +1193,9 @@ def parse_args(argv=None):
             p.error("--batches: expected positive integers")
     if args.precisions:
         args.precisions = [s.strip() for s in args.precisions.split(",") if s.strip()]
+        unknown = [s for s in args.precisions if s not in ("fp32", "tf32", "bf16", "fp16")]
+        if unknown or not args.precisions:
+            p.error("--precisions: expected some of fp32,tf32,bf16,fp16")
     try:
         args.peak_override = parse_peak_override(args.peak_tflops)
     except ValueError as exc:
@@ -1160,7 +1209,8 @@ def empty_report():
         "status": "failed",
         "failed_checks": [],
         "env": None,
-        "features": None,
+        "features": None,  # used by this run (features_used), set once the device is known
+        "features_available": None,
         "convergence": None,
         "throughput": [],
         "throughput_max_batch": {},
@@ -1214,7 +1264,7 @@ def run(args, report):
             # Autotuning picks the fastest conv algorithm per shape; the fixed shapes here are
             # its ideal case.
             torch.backends.cudnn.benchmark = True
-    report["features"] = collect_features(torch, device)
+    report["features_available"] = collect_features(torch, device)
 
     if "convergence" in args.parts:
         conv = run_convergence(torch, device, args)
@@ -1240,6 +1290,13 @@ def run(args, report):
             peaks[precision] = args.peak_override.get(precision, peak_tflops(gpu, precision))
         batches = args.batches or default_batches(device, args.quick)
         plan = throughput_plan(torch, device, args.precisions)
+        skipped = [p for p in args.precisions or () if p not in [q for q, _ in plan]]
+        if skipped:
+            report["notes"].append(
+                "--precisions {}: not usable with this torch on {} (usable: {})".format(
+                    ",".join(skipped), device, ",".join(usable_precisions(torch, device))
+                )
+            )
         timing = default_timing(device, args.quick)
         rows = report["throughput"]  # filled as rows finish: a crash keeps what was measured
         max_batch, macs = run_throughput(torch, device, batches, plan, timing, peaks, rows)
@@ -1300,6 +1357,8 @@ def main(argv=None):
         report["error"] = f"{type(exc).__name__}: {exc}"
         report["traceback"] = traceback.format_exc()
         log(report["traceback"])
+    if report["features_available"] is not None:  # a crash part-way reports what it used
+        report["features"] = features_used(report["features_available"], report["throughput"])
     report["seconds_total"] = round(time.time() - t0, 3)
     text = json.dumps(report, indent=2, sort_keys=False, default=str)
     if args.out:

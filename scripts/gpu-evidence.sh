@@ -88,6 +88,9 @@ step probe-host.json 180 "$PY" envkit/probe.py
 # minutes on an H100), then the quick one
 step bench-default.json 300 "$PY" envkit/bench.py --device cuda --out "$OUT/bench-gpu.json"
 step bench-quick.json 180 "$PY" envkit/bench.py --device cuda --quick
+# fp16 with loss scaling, the mixed precision of GPUs without bf16: asked for by name, so it
+# runs on a bf16 GPU too
+step bench-fp16.json 120 "$PY" envkit/bench.py --device cuda --parts throughput --precisions fp16 --batches 256,1024
 # out of memory as a measurement: batches past what fits. ResNet-18 at 32x32 saves 4.7 MB of
 # activations per image for backward in fp32/tf32 (counted with saved_tensors_hooks on the
 # CPU), so 80 GB runs out by 24576 at the latest and 141 GB by 32768.

@@ -33,6 +33,7 @@ STEPS = [
     "probe-host.json",
     "bench-default.json",
     "bench-quick.json",
+    "bench-fp16.json",
     "bench-oom.json",
     "reference-1024.json",
     "plots.txt",
@@ -83,7 +84,7 @@ def test_every_step_runs_and_gpu_steps_fail_the_documented_way(tmp_path):
     cuda_build = torch.version.cuda is not None
     for name in ("doctor-host.json", "doctor-host.txt"):
         assert codes[name] == ("1" if cuda_build else "0"), name
-    for name in ("bench-default.json", "bench-quick.json", "bench-oom.json"):
+    for name in ("bench-default.json", "bench-quick.json", "bench-fp16.json", "bench-oom.json"):
         assert codes[name] == str(bench.EXIT_NO_GPU), name
     assert codes["reference-1024.json"] == str(bench.EXIT_NO_GPU)
     assert codes["pytest-gpu.txt"] == "0"
