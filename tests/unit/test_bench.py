@@ -172,8 +172,6 @@ def test_quick_report_has_documented_fields(quick):
         assert row["tflops"] == pytest.approx(row["images_per_s"] * flops / 1e12, rel=1e-2)
     assert {r["precision"] for r in doc["throughput"]} >= {"fp32"}
     assert any("peak_mem_mb is null on CPU" in n for n in doc["notes"])
-    # the CI-sized run must stay under two minutes on a 2-core CPU
-    assert doc["seconds_total"] < 120
 
 
 @pytest.mark.torch
