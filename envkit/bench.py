@@ -1267,7 +1267,13 @@ def run(args, report):
     report["features_available"] = collect_features(torch, device)
 
     if "convergence" in args.parts:
-        conv = run_convergence(torch, device, args)
+        # Strict fp32 on a GPU too (cuDNN allows TF32 convolutions by default): the gate checks
+        # correctness, and `features` then reports TF32 only where a tf32 row used it.
+        previous_tf32 = set_tf32(torch, False) if device == "cuda" else []
+        try:
+            conv = run_convergence(torch, device, args)
+        finally:
+            restore_tf32(torch, previous_tf32)
         test_x, test_y, mean, std = conv.pop("_data")
         report["convergence"] = conv
         if not conv["passed"]:

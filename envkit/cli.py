@@ -669,7 +669,8 @@ def run_options(func):
         click.option(
             "--user",
             metavar="UID[:GID]",
-            help="User inside the container (default: yours, so files in the mount stay yours).",
+            help="User inside the container (default: yours, or root on a rootless engine, "
+            "where that is you: either way files in the mount stay yours).",
         ),
         click.option(
             "--tag",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from .engine import is_rootless
 from .errors import ContainerStartFailed, EnvkitError, ProgramTimedOut
 
 STATUSES = ("pass", "warn", "fail", "skip")
@@ -351,13 +352,9 @@ def _engine_check(engine_info: dict | Exception | None) -> Check:
         )
     version = engine_info.get("ServerVersion") or "?"
     system = engine_info.get("OperatingSystem") or "unknown OS"
-    rootless = _is_rootless(engine_info)
+    rootless = is_rootless(engine_info)
     detail = f"Docker {version} on {system}" + (" (rootless)" if rootless else "")
     return Check("engine", "pass", detail)
-
-
-def _is_rootless(engine_info: dict) -> bool:
-    return any("rootless" in str(o) for o in engine_info.get("SecurityOptions") or ())
 
 
 def _is_desktop_vm(engine_info: dict) -> bool:
@@ -408,7 +405,7 @@ def _runtime_check(
                 "pass",
                 f"GPU runtime present ({'; '.join(ways)}), but no NVIDIA GPU on this host",
             )
-        if _is_rootless(engine_info):
+        if is_rootless(engine_info):
             return Check(
                 "gpu-runtime",
                 "warn",
@@ -1186,13 +1183,15 @@ def container_checks(
     no_gpu: tuple[str, str] | None = None,
     host_probe: bool = False,
     caller_uid: int | None = None,
+    rootless: bool = False,
 ) -> list[Check]:
     """Checks from the probe's JSON, compared with `entry` when given.
 
     `no_gpu` is (reason, fix) when the doctor deliberately ran the probe without GPUs.
     `host_probe` when the probe ran on a Python of the user's choosing (`--host`), not in the
     entry's image; that Python may itself be in a container, which the probe reports.
-    `caller_uid` is the host user's uid when the probe ran as the image's default user.
+    `caller_uid` is the host user's uid when the probe ran as the image's default user, on a
+    `rootless` engine or not.
     """
     if probe.get("fatal"):
         return [
@@ -1292,17 +1291,29 @@ def container_checks(
             else "`sudo mount -o remount,size=8G /dev/shm`",
         )
     )
-    checks.append(_user_check(probe.get("identity") or {}, caller_uid))
+    checks.append(_user_check(probe.get("identity") or {}, caller_uid, rootless))
     return checks
 
 
-def _user_check(identity: dict, caller_uid: int | None) -> Check:
+def _user_check(identity: dict, caller_uid: int | None, rootless: bool = False) -> Check:
     """Whose files a plain `docker run` of the image leaves in a bind mount: the image's default
-    user's. Root on the host can use any; anyone else gets files they may not change."""
+    user's. Root on the host can use any; anyone else gets files they may not change. On a
+    rootless engine container root is the caller and every other uid a subordinate one."""
     uid = identity.get("uid")
     if uid is None:
         return Check("user", "skip", "uid/gid not reported")
     who = f"uid {uid}, gid {identity.get('gid')} ({identity.get('user') or 'no passwd entry'})"
+    if rootless:
+        if uid == 0:
+            return Check("user", "pass", f"{who}: under rootless Docker that is you on the host")
+        return Check(
+            "user",
+            "warn",
+            f"the image runs as {who} by default: rootless Docker maps it to one of your "
+            "subordinate uids, so files it writes into a bind mount will not be yours",
+            "use `envkit run`, which runs as container root (you, under rootless Docker), or "
+            "pass `--user 0:0` to docker run",
+        )
     if caller_uid is None or caller_uid in (0, uid):
         return Check("user", "pass", who)
     owner = "root" if uid == 0 else f"uid {uid}"
@@ -1635,7 +1646,11 @@ def _probe_in_image(
     # The doctor started the container, so it knows better than the probe's own guess.
     probe["in_container"] = True
     report.probe = probe
-    return out + container_checks(probe, entry, no_gpu=no_gpu, caller_uid=_caller_uid())
+    # Docker Desktop's file sharing gives bind-mounted files to the host user whatever the uid.
+    caller = None if _is_desktop_vm(info) else _caller_uid()
+    return out + container_checks(
+        probe, entry, no_gpu=no_gpu, caller_uid=caller, rootless=is_rootless(info)
+    )
 
 
 def _caller_uid() -> int | None:

@@ -104,6 +104,19 @@ def engine_info() -> dict:
     return client().info()
 
 
+def is_rootless(info: dict | None = None) -> bool:
+    """Whether the engine runs rootless: uid 0 in its containers is the user who runs dockerd,
+    and every other uid maps to one of that user's subordinate uids."""
+    info = info if info is not None else engine_info()
+    return any("rootless" in str(o) for o in info.get("SecurityOptions") or ())
+
+
+def host_user() -> str:
+    """The --user under which files a container writes into a bind mount belong to the caller:
+    their uid:gid, or 0:0 on a rootless engine, where container root is the caller."""
+    return "0:0" if is_rootless() else f"{os.getuid()}:{os.getgid()}"
+
+
 # ---------------------------------------------------------------------------- the docker CLI
 
 
@@ -515,7 +528,7 @@ def run_program(
     if out_dir is not None:
         mounts.append(docker.types.Mount("/out", str(out_dir.resolve()), type="bind"))
     command = ["python3", "/opt/envkit/" + program.name, *args]
-    user = f"{os.getuid()}:{os.getgid()}" if out_dir is not None else None
+    user = host_user() if out_dir is not None else None
     return run_command(
         image,
         command,

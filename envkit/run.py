@@ -49,8 +49,8 @@ def env_items(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def default_user() -> str:
-    """The invoking user's uid:gid, so files written to the mount belong to them."""
-    return f"{os.getuid()}:{os.getgid()}"
+    """The user to run as, so files written to the mount belong to the invoking user."""
+    return engine.host_user()
 
 
 def spec_for(

@@ -106,9 +106,13 @@ def _container_on_this_host(calls: list):
     return run_program
 
 
+@pytest.mark.torch
 def test_bench_in_a_cuda_image_with_gpus_fails_instead_of_training_on_the_cpu(
     tmp_path, monkeypatch
 ):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a GPU here: the stand-in container would train on it")
     calls = []
     monkeypatch.setattr(engine, "require_built", lambda ref, name: None)
     monkeypatch.setattr(engine, "run_program", _container_on_this_host(calls))

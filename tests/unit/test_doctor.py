@@ -1450,3 +1450,31 @@ def test_orchestrator_compares_the_image_user_with_the_caller(monkeypatch):
     report = doctor.run_doctor(TORCH214, engine=engine, host=CPU_HOST, all_entries=ALL)
     user = by_id(report.checks)["user"]
     assert user.status == "warn" and "you are uid 1234" in user.detail
+
+
+@pytest.mark.parametrize(
+    "name, status",
+    [
+        ("cpu-container-torch2.13.json", "pass"),  # container root is you under rootless Docker
+        ("cuda13-container-torch2.14-nogpu.json", "warn"),  # uid 1000 maps to a subordinate uid
+    ],
+)
+def test_user_check_under_rootless_docker(name, status):
+    user = by_id(doctor.container_checks(recorded(name), caller_uid=1000, rootless=True))["user"]
+    assert user.status == status, user
+    if status == "warn":
+        assert "subordinate" in user.detail and "--user 0:0" in user.fix
+
+
+def test_orchestrator_reads_rootless_and_docker_desktop_from_the_engine(monkeypatch):
+    monkeypatch.setattr(doctor, "_caller_uid", lambda: 1234)
+    rootless = gpu_docker_info(SecurityOptions=["name=seccomp,profile=builtin", "name=rootless"])
+    desktop = gpu_docker_info(OperatingSystem="Docker Desktop", KernelVersion="6.10.14-linuxkit")
+    users = {}
+    for label, info in (("rootless", rootless), ("desktop", desktop)):
+        engine = FakeEngine(info=info, outputs=[probe_result("cpu-container-torch2.13.json")])
+        report = doctor.run_doctor(TORCH213_CPU, engine=engine, host=CPU_HOST, all_entries=ALL)
+        users[label] = by_id(report.checks)["user"]
+    assert users["rootless"].status == "pass" and "rootless" in users["rootless"].detail
+    # Docker Desktop's file sharing hands bind-mounted files to the host user: no comparison.
+    assert users["desktop"].status == "pass"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,14 @@ def test_gpus_and_env_values_are_checked(monkeypatch):
         env_items(("WANDB_MODE",))
     with pytest.raises(BadInput, match="is not NAME"):
         env_items(("1BAD=x",))
+
+
+def test_the_default_user_is_you_or_container_root_on_a_rootless_engine(monkeypatch):
+    # docker info's SecurityOptions as a rootless engine reports them.
+    rootless = {
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless", "name=cgroupns"]
+    }
+    monkeypatch.setattr(engine, "engine_info", lambda: rootless)
+    assert engine.host_user() == "0:0"
+    monkeypatch.setattr(engine, "engine_info", lambda: {"SecurityOptions": ["name=seccomp"]})
+    assert engine.host_user() == f"{os.getuid()}:{os.getgid()}"
