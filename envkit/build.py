@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__, dockerfile, engine
-from .errors import BadInput, EngineUnavailable, EnvkitError
+from .errors import BadInput, BuildFailed, EngineUnavailable, EnvkitError
 from .matrix import Entry
 
 CA_SECRET = "envkit-ca"
@@ -329,11 +329,55 @@ def push_result(result: BuildResult, options: BuildOptions) -> None:
 
 
 def project_repository(project, options: BuildOptions) -> str:
-    """Image repository of a project: [registry/]prefix-project/<folder name>."""
-    folder = re.sub(r"[^a-z0-9_.-]+", "-", project.directory.resolve().name.lower()).strip("-.")
+    """Image repository of a project: [registry/]prefix-project/<folder name>-<path hash>, so
+    two projects in folders of the same name (src, repo) never share an image."""
+    where = project.directory.resolve()
+    folder = re.sub(r"[^a-z0-9_.-]+", "-", where.name.lower()).strip("-.") or "project"
+    path_hash = hashlib.sha256(str(where).encode()).hexdigest()[:8]
     return repository(
-        folder or "project", replace(options, tag_prefix=f"{options.tag_prefix}-project")
+        f"{folder}-{path_hash}", replace(options, tag_prefix=f"{options.tag_prefix}-project")
     )
+
+
+def _requirements_text(project) -> str:
+    if not project.requirements_file:
+        return ""
+    return (project.directory / project.requirements_file).read_text(
+        encoding="utf-8", errors="replace"
+    )
+
+
+def project_stamp(project) -> str:
+    """A short hash of what the project adds to its entry (entry name, packages, requirements
+    file, environment), as rendered: a comment in envkit.yaml does not change it."""
+    from .project import render_project_dockerfile
+
+    material = json.dumps(
+        {
+            "dockerfile": render_project_dockerfile(project, f"entry {project.entry}"),
+            "requirements_file": _requirements_text(project),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def current_project_image(project, options: BuildOptions) -> str:
+    """`repository:latest` of the project image, refusing one that predates its envkit.yaml."""
+    from .project import PROJECT_FILE
+
+    ref = f"{project_repository(project, options)}:latest"
+    built = engine.image_labels(ref)
+    rebuild = f"build it: envkit build (in {project.directory})"
+    if built is None:
+        raise BuildFailed(f"no image {ref} for the project in {project.directory}", rebuild)
+    if built.get("io.envkit.project-stamp") != project_stamp(project):
+        raise BuildFailed(
+            f"{ref} was built from an earlier {PROJECT_FILE} (its entry: "
+            f"{built.get('io.envkit.entry', '?')}; {PROJECT_FILE} now names {project.entry})",
+            "re" + rebuild,
+        )
+    return ref
 
 
 def build_project(
@@ -349,13 +393,10 @@ def build_project(
     if not base.ok:
         return [base]
     text = render_project_dockerfile(project, f"{base.repository}:{base.content_tag}")
-    requirements = ""
-    if project.requirements_file:
-        requirements = (project.directory / project.requirements_file).read_text(
-            encoding="utf-8", errors="replace"
-        )
+    stamp = project_stamp(project)  # covers the requirements file too
     material = json.dumps(
-        {"dockerfile": text, "base": base.image_id, "requirements_file": requirements},
+        # The stamp is also a label that `envkit run .` checks: hashed in, so it is never stale.
+        {"dockerfile": text, "base": base.image_id, "stamp": stamp},
         sort_keys=True,
     )
     digest = hashlib.sha256(material.encode()).hexdigest()[:12]
@@ -363,6 +404,7 @@ def build_project(
     project_labels = {
         **labels(entry, base.content_tag),
         "io.envkit.project": str(project.directory.resolve()),
+        "io.envkit.project-stamp": stamp,
         "io.envkit.content-hash": digest,
     }
     # Only the project's options that make sense for it: no base override, no wheelhouse.

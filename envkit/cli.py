@@ -700,7 +700,7 @@ def _image_for(ctx, name: str, tag_prefix: str) -> tuple[str, str]:
                 "write one with `envkit init`, or name a matrix entry",
             )
         options = builder.BuildOptions(tag_prefix=tag_prefix)
-        return f"{builder.project_repository(project, options)}:latest", project.entry
+        return builder.current_project_image(project, options), project.entry
     entry = _matrix(ctx).get(name)
     return f"{tag_prefix}/{entry.name}:latest", entry.name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 
@@ -26,7 +27,8 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     assert first.returncode == 0, first.stderr
     results = json.loads(first.stdout)
     assert [r["status"] for r in results] == ["up-to-date", "built"]
-    assert results[1]["tags"][0] == f"envkit-project/{name}:latest"
+    # Named after the folder, plus a hash of its path: two `src` folders never share an image.
+    assert re.fullmatch(rf"envkit-project/{name}-[0-9a-f]{{8}}:latest", results[1]["tags"][0])
 
     again = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     assert [r["status"] for r in json.loads(again.stdout)] == ["up-to-date", "up-to-date"]
@@ -46,8 +48,13 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["4.66.1", "on", "2.13.0+cpu"]
 
-    # a changed requirement is a new project image; the entry's image is untouched
+    # a changed requirement is a new project image; the entry's image is untouched. Until it
+    # is built, `envkit run .` refuses the old one instead of running it.
     (project / "requirements.txt").write_text("tqdm==4.66.2\n")
+    stale = run_envkit("--matrix", str(CI_MATRIX), "run", ".", "--", "true", cwd=project)
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert "was built from an earlier envkit.yaml" in stale.stderr
+    assert "rebuild it: envkit build" in stale.stderr
     changed = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     statuses = [r["status"] for r in json.loads(changed.stdout)]
     try:

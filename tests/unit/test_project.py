@@ -151,3 +151,42 @@ def test_project_dockerfile_is_hadolint_clean(project, tmp_path):
     path.write_text(render_project_dockerfile(project, "envkit/torch1.4-cuda10:0123abcd"))
     result = subprocess.run([HADOLINT, "--no-color", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_folders_of_the_same_name_get_their_own_repository(tmp_path):
+    from envkit.build import BuildOptions, project_repository
+
+    repos = set()
+    for parent in ("a", "b"):
+        (tmp_path / parent / "src").mkdir(parents=True)
+        (tmp_path / parent / "src" / "envkit.yaml").write_text("entry: torch1.4-cuda10\n")
+        repos.add(project_repository(load_project(tmp_path / parent / "src"), BuildOptions()))
+    assert len(repos) == 2
+    assert all(repo.startswith("envkit-project/src-") for repo in repos)
+
+
+def test_the_stamp_follows_what_the_project_adds_not_its_comments(tmp_path):
+    from envkit.build import project_stamp
+
+    (tmp_path / "requirements.txt").write_text("tqdm==4.66.1\n")
+    yaml = tmp_path / "envkit.yaml"
+    yaml.write_text("entry: torch1.4-cuda10\nrequirements_file: requirements.txt\nenv: {A: '1'}\n")
+    first = project_stamp(load_project(tmp_path))
+    yaml.write_text("# a comment\n" + yaml.read_text())
+    assert project_stamp(load_project(tmp_path)) == first
+    changes = [
+        (
+            "envkit.yaml",
+            "entry: torch1.8-cuda10\nrequirements_file: requirements.txt\nenv: {A: '1'}\n",
+        ),
+        (
+            "envkit.yaml",
+            "entry: torch1.4-cuda10\nrequirements_file: requirements.txt\nenv: {A: '2'}\n",
+        ),
+        ("requirements.txt", "tqdm==4.66.2\n"),
+    ]
+    stamps = {first}
+    for name, text in changes:
+        (tmp_path / name).write_text(text)
+        stamps.add(project_stamp(load_project(tmp_path)))
+    assert len(stamps) == 1 + len(changes)
