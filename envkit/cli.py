@@ -743,8 +743,9 @@ def _run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix, in
 @main.command(
     epilog="""\b
 Exit code: the command's own exit code; 2 for bad usage; 125 when Docker could not run it.
-The current folder is mounted at /workspace (the working directory); the container is removed
-when the command ends or on Ctrl-C.""",
+The current folder is mounted at /workspace (the working directory); standard input is passed
+on (envkit run NAME -- python - < train.py); the container is removed when the command ends
+or on Ctrl-C.""",
     context_settings={"ignore_unknown_options": True},
 )
 @click.argument("name")
@@ -767,7 +768,7 @@ def run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix):
         env,
         user,
         tag_prefix,
-        interactive=sys.stdin.isatty(),
+        interactive=True,  # as `docker run -i`: piped input (`python - < train.py`) reaches it
         tty=sys.stdin.isatty() and sys.stdout.isatty(),
     )
 

@@ -668,12 +668,21 @@ class RunSpec:
     tty: bool = False
 
 
+def _csv_field(text: str) -> str:
+    """One field of a `--mount` value, which the docker CLI reads as a CSV record."""
+    return '"' + text.replace('"', '""') + '"' if re.search(r'[",\r\n]', text) else text
+
+
 def run_cli_command(spec: RunSpec, name: str) -> list[str]:
-    """The docker CLI command line for a RunSpec (a named, labelled, self-removing container)."""
+    """The docker CLI command line for a RunSpec (a named, labelled, self-removing container).
+
+    `--init` puts a minimal init first in the container, so the command is not PID 1 (which
+    ignores SIGINT and SIGTERM unless it handles them) and Ctrl-C reaches it."""
     cmd = [
         plain_docker_cli(),
         "run",
         "--rm",
+        "--init",
         "--name",
         name,
         "--label",
@@ -681,7 +690,7 @@ def run_cli_command(spec: RunSpec, name: str) -> list[str]:
         "--label",
         f"{LABEL}.entry={spec.entry}",
         "--mount",
-        f"type=bind,source={spec.workdir.resolve()},target=/workspace",
+        "type=bind," + _csv_field(f"source={spec.workdir.resolve()}") + ",target=/workspace",
         "--workdir",
         "/workspace",
         "--env",

@@ -120,6 +120,48 @@ def test_ctrl_c_or_sigterm_stops_and_removes_the_container(cpu_image, tmp_path, 
     assert envkit_containers() == []
 
 
+def test_a_signal_reaches_a_command_that_does_not_handle_it(cpu_image, tmp_path):
+    # `sleep` installs no handler; as PID 1 it would ignore SIGINT, and envkit would have to kill
+    # the docker client after its 10 s grace. With an init first it dies at once.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envkit", "--matrix", str(CI_MATRIX), "run", "ci-cpu", "--"]
+        + ["sleep", "120"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    for _ in range(60):
+        if envkit_containers():
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the container never appeared")
+    time.sleep(1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 8, "the command outlived the signal: envkit had to kill it"
+    assert envkit_containers() == []
+
+
+def test_piped_input_reaches_the_command(cpu_image, tmp_path):
+    script = "import sys; print('script ran'); sys.exit(5)\n"
+    out = envkit_run("ci-cpu", "--", "python", "-", cwd=tmp_path, input=script)
+    assert (out.returncode, out.stdout) == (5, "script ran\n"), out.stderr
+
+
+def test_a_project_folder_with_a_comma_in_its_path(cpu_image, tmp_path):
+    folder = tmp_path / 'my,"odd" project'
+    folder.mkdir()
+    out = envkit_run("ci-cpu", "--", "sh", "-c", "pwd > where.txt", cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert (folder / "where.txt").read_text() == "/workspace\n"
+
+
 def test_bad_gpus_value_is_bad_usage(tmp_path):
     out = envkit_run("ci-cpu", "--gpus", "everything", "--", "true", cwd=tmp_path)
     assert out.returncode == 2 and "--gpus" in out.stderr

@@ -35,7 +35,7 @@ def spec(**changes) -> engine.RunSpec:
 
 def test_run_needs_no_buildkit_client(plain_client):
     cmd = engine.run_cli_command(spec(), "envkit-x")
-    assert cmd[:5] == [plain_client, "run", "--rm", "--name", "envkit-x"]
+    assert cmd[:6] == [plain_client, "run", "--rm", "--init", "--name", "envkit-x"]
     assert cmd[-5:] == ["envkit/torch1.4-cuda10:latest", "python", "train.py", "--epochs", "3"]
     assert "type=bind,source=/work/project,target=/workspace" in cmd
     assert cmd[cmd.index("--user") + 1] == "1000:1000"
@@ -76,3 +76,8 @@ def test_the_default_user_is_you_or_container_root_on_a_rootless_engine(monkeypa
     assert engine.host_user() == "0:0"
     monkeypatch.setattr(engine, "engine_info", lambda: {"SecurityOptions": ["name=seccomp"]})
     assert engine.host_user() == f"{os.getuid()}:{os.getgid()}"
+
+
+def test_mount_source_is_quoted_as_the_docker_cli_reads_csv(plain_client):
+    cmd = engine.run_cli_command(spec(workdir=Path('/work/my,"odd" project')), "n")
+    assert 'type=bind,"source=/work/my,""odd"" project",target=/workspace' in cmd
