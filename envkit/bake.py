@@ -80,7 +80,10 @@ def bake_definition(
             "dockerfile-inline": literal(text),
             "args": {key: literal(value) for key, value in args.items()},
             "tags": [literal(f"{repository}:{tag}") for tag in ("latest", digest)],
-            "labels": {key: literal(value) for key, value in build.labels(entry, digest).items()},
+            "labels": {
+                key: literal(value)
+                for key, value in build.labels(entry, digest, options.base_image).items()
+            },
         }
         if ca_bundle is not None:
             target["secret"] = [literal(f"id={build.CA_SECRET},src={ca_bundle}")]

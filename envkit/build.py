@@ -137,8 +137,9 @@ def content_hash(
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def labels(entry: Entry, digest: str) -> dict[str, str]:
-    """OCI labels plus envkit's own (the Dockerfile carries the entry facts too)."""
+def labels(entry: Entry, digest: str, base_name: str | None = None) -> dict[str, str]:
+    """OCI labels plus envkit's own (the Dockerfile carries the entry facts too). `base_name`
+    is the image built FROM when it is not the entry's own base (--base-image)."""
     return {
         "org.opencontainers.image.title": f"envkit {entry.name}",
         "org.opencontainers.image.description": (
@@ -149,7 +150,7 @@ def labels(entry: Entry, digest: str) -> dict[str, str]:
         "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(
             timespec="seconds"
         ),
-        "org.opencontainers.image.base.name": entry.base_image,
+        "org.opencontainers.image.base.name": base_name or entry.base_image,
         "org.opencontainers.image.vendor": "envkit",
         "io.envkit.entry": entry.name,
         "io.envkit.torch": entry.torch,
@@ -249,7 +250,7 @@ def build_entry(
         digest,
         text,
         args,
-        labels(entry, digest),
+        labels(entry, digest, options.base_image),
         options.wheelhouse,
         options,
         on_event,
@@ -402,7 +403,7 @@ def build_project(
     digest = hashlib.sha256(material.encode()).hexdigest()[:12]
     repo = project_repository(project, options)
     project_labels = {
-        **labels(entry, base.content_tag),
+        **labels(entry, base.content_tag, f"{base.repository}:{base.content_tag}"),
         "io.envkit.project": str(project.directory.resolve()),
         "io.envkit.project-stamp": stamp,
         "io.envkit.content-hash": digest,

@@ -30,6 +30,16 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     # Named after the folder, plus a hash of its path: two `src` folders never share an image.
     assert re.fullmatch(rf"envkit-project/{name}-[0-9a-f]{{8}}:latest", results[1]["tags"][0])
 
+    # The project image names what it was built FROM: the entry's image, by content tag.
+    inspected = subprocess.run(
+        [DOCKER, "inspect", "--format", "{{json .Config.Labels}}", results[1]["tags"][0]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    base_name = json.loads(inspected.stdout)["org.opencontainers.image.base.name"]
+    assert base_name == results[0]["tags"][1]
+
     again = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     assert [r["status"] for r in json.loads(again.stdout)] == ["up-to-date", "up-to-date"]
 

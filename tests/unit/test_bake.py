@@ -33,6 +33,8 @@ def test_file_is_json_with_one_target_per_entry_and_a_default_group(tmp_path):
     assert (tmp_path / EMPTY_CONTEXT).is_dir() and not any((tmp_path / EMPTY_CONTEXT).iterdir())
     assert "secret" not in target
     assert target["labels"]["io.envkit.entry"] == "ci-cpu"
+    base = CI.get("ci-cpu").base_image
+    assert target["labels"]["org.opencontainers.image.base.name"] == base
 
 
 def test_tags_carry_the_same_content_hash_as_envkit_build(tmp_path):
@@ -53,6 +55,8 @@ def test_wheelhouse_is_the_context_and_build_args_pass_through(tmp_path):
     data = bake_definition(list(CI.entries), options, context=wheels)
     target = data["target"]["ci-cpu"]
     assert target["context"] == str(wheels)
+    # The image is built FROM --base-image, and its label says so.
+    assert target["labels"]["org.opencontainers.image.base.name"] == "envkit-base:x"
     assert target["args"] == {
         "BASE_IMAGE": "envkit-base:x",
         "ENVKIT_FIND_LINKS": "/wheelhouse",
@@ -127,3 +131,19 @@ def test_bake_output_under_a_file_is_bad_input(tmp_path):
     blocker.write_text("")
     with pytest.raises(BadInput, match="cannot make folder"):
         write_bake(matrix.load().entries[:1], build.BuildOptions(), blocker / "docker-bake.json")
+
+
+def test_envkit_build_labels_the_base_it_was_given(monkeypatch):
+    # What build_entry hands to the builder; the build itself is exercised against the engine.
+    seen = {}
+
+    def capture(name, repo, digest, text, args, image_labels, *rest):
+        seen.update(image_labels)
+
+    monkeypatch.setattr(build, "_build_or_reuse", capture)
+    monkeypatch.setattr(build.engine, "image_id", lambda ref: None)
+    entry = CI.get("ci-cpu")
+    build.build_entry(entry, build.BuildOptions(base_image="envkit-base:py3.8"))
+    assert seen["org.opencontainers.image.base.name"] == "envkit-base:py3.8"
+    build.build_entry(entry, build.BuildOptions())
+    assert seen["org.opencontainers.image.base.name"] == entry.base_image
