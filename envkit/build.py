@@ -315,11 +315,36 @@ def _build_or_reuse(
         result.error = f"build of {name} failed" + (
             f" at {outcome.failing_step}" if outcome.failing_step else ""
         )
-        result.fix = f"read the full log: {log_path}"
+        base = unpullable_base(outcome.tail or [])
+        result.fix = (
+            f"the base image {base} could not be pulled (no registry reachable, a deleted tag, "
+            "or no access): pass --base-image with a local or mirrored image that has the "
+            f"entry's Python (docs/build.md); full log: {log_path}"
+            if base
+            else f"read the full log: {log_path}"
+        )
         return result
     result.status, result.image_id = "built", outcome.image_id
     push_result(result, options)
     return result
+
+
+_METADATA_STEP = re.compile(r"^#(\d+) \[internal\] load metadata for (\S+)$")
+
+
+def unpullable_base(log_lines: list[str]) -> str | None:
+    """The image a BuildKit log failed to resolve for FROM, or None: the step
+    `#N [internal] load metadata for IMAGE` followed by `#N ERROR: ...`."""
+    images = {}
+    for line in log_lines:
+        step = _METADATA_STEP.match(line)
+        if step:
+            images[step.group(1)] = step.group(2)
+        elif line.startswith("#") and " ERROR: " in line:
+            vertex = line[1:].split(" ", 1)[0]
+            if vertex in images:
+                return images[vertex]
+    return None
 
 
 def push_result(result: BuildResult, options: BuildOptions) -> None:
