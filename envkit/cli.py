@@ -557,6 +557,11 @@ def build(
     from .project import PROJECT_FILE, load_project
 
     filtered = any([torch_spec, cuda, python, flavour])
+    if names and all_entries:
+        raise BadInput(
+            "--all builds every entry (the filters narrow it); names build only those",
+            "drop --all or the names: envkit build NAME..., or envkit build --all [--torch ...]",
+        )
     project = None
     if not names and not all_entries and not filtered:
         project = load_project(Path.cwd())

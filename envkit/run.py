@@ -70,6 +70,9 @@ def spec_for(
     """The RunSpec for a run, and a note for the user (or None)."""
     if not workdir.is_dir():
         raise BadInput(f"{workdir} is not a folder", "run from your project folder")
+    # Docker's own size syntax (8g, 512m, 1.5GB): refused here, not by the engine with 125.
+    if shm_size and not re.match(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$", shm_size):
+        raise BadInput(f"--shm-size {shm_size!r} is not a size", "e.g. --shm-size 8g or 512m")
     if user is not None and not re.match(r"^\d+(:\d+)?$", user):
         raise BadInput(f"--user {user!r} is not UID or UID:GID", "e.g. --user 1000:1000")
     engine.require_built(image, entry)

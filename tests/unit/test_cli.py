@@ -199,3 +199,9 @@ def test_show_json_has_the_driver_and_arch_keys_for_cpu_entries_too():
     data = json.loads(invoke("show", "torch2.14-cuda13", "--json").output)
     assert data["min_driver_compat"] == "580"
     assert data["libraries_max_capability"] is None  # separate nvidia-* packages
+
+
+def test_build_refuses_names_with_all():
+    result = invoke("build", "torch1.4-cuda10", "--all")
+    assert result.exit_code == 2
+    assert "--all builds every entry" in result.output

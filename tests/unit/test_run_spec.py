@@ -9,7 +9,7 @@ import pytest
 
 from envkit import engine
 from envkit.errors import BadInput
-from envkit.run import env_items, resolve_gpus
+from envkit.run import env_items, resolve_gpus, spec_for
 
 
 @pytest.fixture
@@ -81,3 +81,26 @@ def test_the_default_user_is_you_or_container_root_on_a_rootless_engine(monkeypa
 def test_mount_source_is_quoted_as_the_docker_cli_reads_csv(plain_client):
     cmd = engine.run_cli_command(spec(workdir=Path('/work/my,"odd" project')), "n")
     assert 'type=bind,"source=/work/my,""odd"" project",target=/workspace' in cmd
+
+
+@pytest.mark.parametrize("size", ["banana", "8 gigs", "-1g"])
+def test_a_shm_size_docker_would_refuse_is_bad_usage_before_the_engine(tmp_path, size, monkeypatch):
+    def engine_asked(*args):
+        raise AssertionError("the engine was asked")
+
+    monkeypatch.setattr(engine, "require_built", engine_asked)
+    with pytest.raises(BadInput, match="is not a size"):
+        spec_for("img", "e", ("true",), workdir=tmp_path, shm_size=size)
+
+
+@pytest.mark.parametrize("size", ["8g", "512m", "1.5GB", "64mb", "2147483648"])
+def test_docker_size_syntax_is_accepted(tmp_path, size, monkeypatch):
+    class Reached(Exception):
+        pass
+
+    def reached(*args):
+        raise Reached
+
+    monkeypatch.setattr(engine, "require_built", reached)
+    with pytest.raises(Reached):
+        spec_for("img", "e", ("true",), workdir=tmp_path, shm_size=size)
