@@ -612,10 +612,15 @@ def build(
 @click.pass_context
 @handles_errors
 def inspect(ctx, ref, tag_prefix, as_json):
-    """Show the envkit labels of a built image (an entry name or any image reference)."""
+    """Show the envkit labels of a built image (an entry name, . for the project in this
+    folder, or any image reference)."""
     from . import engine
+    from .errors import BadInput
 
-    image = ref if ":" in ref or "/" in ref else f"{tag_prefix}/{_matrix(ctx).get(ref).name}"
+    if ref == ".":
+        image, _ = _image_for(ctx, ref, tag_prefix)
+    else:
+        image = ref if ":" in ref or "/" in ref else f"{tag_prefix}/{_matrix(ctx).get(ref).name}"
     if ":" not in image.rsplit("/", 1)[-1]:
         image += ":latest"
     engine.require_built(image, ref if image.startswith(f"{tag_prefix}/{ref}:") else "NAME")
@@ -625,6 +630,11 @@ def inspect(ctx, ref, tag_prefix, as_json):
         for k, v in sorted(labels.items())
         if k.startswith(("io.envkit.", "org.opencontainers."))
     }
+    if not any(k.startswith("io.envkit.") for k in ours):
+        raise BadInput(
+            f"{image} is not an image envkit built (it has no io.envkit labels)",
+            "name an entry (envkit list) or an image made by envkit build",
+        )
     if as_json:
         _emit_json({"image": image, "labels": ours})
         return

@@ -445,6 +445,12 @@ def select(
     for option, value in (("--torch", torch), ("--cuda", cuda), ("--python", python)):
         if value is not None and not value.strip():
             raise BadInput(f"{option} is empty", f"give a value, or leave {option} out")
+    if cuda is not None and not re.fullmatch(
+        r"cpu|none|(?:cuda|cu)?\d+(?:\.\d+)?", cuda.strip().lower()
+    ):
+        raise BadInput(
+            f"--cuda {cuda!r} is not a CUDA version", "e.g. --cuda 10, 10.1, cu101 or cpu"
+        )
     if python is not None and not re.fullmatch(r"\d+\.\d+", python.strip()):
         raise BadInput(f"--python {python!r} is not a version like 3.8", "give major.minor")
     if python is not None:

@@ -31,14 +31,11 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     assert re.fullmatch(rf"envkit-project/{name}-[0-9a-f]{{8}}:latest", results[1]["tags"][0])
 
     # The project image names what it was built FROM: the entry's image, by content tag.
-    inspected = subprocess.run(
-        [DOCKER, "inspect", "--format", "{{json .Config.Labels}}", results[1]["tags"][0]],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    base_name = json.loads(inspected.stdout)["org.opencontainers.image.base.name"]
-    assert base_name == results[0]["tags"][1]
+    inspected = run_envkit("--matrix", str(CI_MATRIX), "inspect", ".", "--json", cwd=project)
+    assert inspected.returncode == 0, inspected.stderr
+    shown = json.loads(inspected.stdout)
+    assert shown["image"] == results[1]["tags"][0]
+    assert shown["labels"]["org.opencontainers.image.base.name"] == results[0]["tags"][1]
 
     again = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     assert [r["status"] for r in json.loads(again.stdout)] == ["up-to-date", "up-to-date"]
@@ -78,3 +75,9 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
 def test_build_without_name_or_project_is_bad_usage(tmp_path):
     out = run_envkit("build", cwd=tmp_path)
     assert out.returncode == 2 and "envkit.yaml" in out.stderr
+
+
+def test_inspect_refuses_an_image_envkit_did_not_build(base_image):
+    out = run_envkit("inspect", base_image)
+    assert out.returncode == 2
+    assert "is not an image envkit built" in out.stderr

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from envkit import matrix
 from envkit.cli import main
-from envkit.errors import MatrixError, UnknownEntry
+from envkit.errors import BadInput, MatrixError, UnknownEntry
 
 BAD = Path(__file__).resolve().parent.parent / "data" / "bad"
 
@@ -139,6 +139,12 @@ def test_select_filters():
     assert [e.cuda for e in matrix.select(loaded.entries, cuda="cu101")] == [
         "10.1" for _ in matrix.select(loaded.entries, cuda="10.1")
     ]
+    assert matrix.select(loaded.entries, cuda="CUDA11.8") == matrix.select(
+        loaded.entries, cuda="11.8"
+    )
+    for bad in ("foo", "10.x", "cu-101"):
+        with pytest.raises(BadInput, match="is not a CUDA version"):
+            matrix.select(loaded.entries, cuda=bad)
 
 
 def test_unquoted_python_310_keeps_its_source_text():
