@@ -98,7 +98,9 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
         bad("cudnn", "a CPU-only entry has no cuDNN", "remove cudnn or set cuda")
 
     on_pypi = entry.cuda == release.pypi_cuda
-    if entry.index_url is None and not on_pypi:
+    # An index is worth naming only for a variant that was published (else the cuda row says so).
+    published = entry.cuda is None or entry.cuda in release.cuda
+    if entry.index_url is None and not on_pypi and published:
         what = f"CUDA {release.pypi_cuda}" if release.pypi_cuda else "no Linux CUDA wheel"
         bad(
             "index_url",

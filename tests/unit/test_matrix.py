@@ -195,3 +195,15 @@ def test_suggestions_name_each_entry_once_and_keep_the_torch_release():
         names = loaded.suggest(typo)
         assert len(names) == len(set(names)) == 3, names
         assert all(n.startswith("torch1.4-") for n in names), names
+
+
+def test_a_cuda_variant_never_published_is_one_problem_not_an_index_to_set():
+    from envkit.check import check
+
+    loaded = matrix.parse(
+        'version: 1\nentries:\n  odd:\n    torch: "1.4.0"\n    torchvision: "0.5.0"\n'
+        '    cuda: "10.7"\n    python: "3.8"\n    base_image: python:3.8-slim-bookworm\n'
+    )
+    messages = [p.message for p in check(loaded)]
+    assert any("never published for CUDA 10.7" in m for m in messages), messages
+    assert not any("index" in m for m in messages), messages  # no cu107 index exists to name
