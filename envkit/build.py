@@ -267,8 +267,14 @@ def _build_or_reuse(
     context_dir: Path | None,
     options: BuildOptions,
     on_event: Callable[[str, engine.BuildEvent], None] | None,
+    unpullable_fix: str = (
+        "the base image {base} could not be pulled (no registry reachable, a deleted tag, or "
+        "no access): pass --base-image with a local or mirrored image that has the entry's "
+        "Python (docs/build.md)"
+    ),
 ) -> BuildResult:
-    """The content-tag check, then a BuildKit build of `text` when the tag is missing."""
+    """The content-tag check, then a BuildKit build of `text` when the tag is missing.
+    `unpullable_fix` is the advice when the FROM image cannot be resolved ({base} names it)."""
     started = time.monotonic()
     result = BuildResult(name, "failed", repo, digest)
     existing = engine.image_id(f"{repo}:{digest}")
@@ -317,9 +323,7 @@ def _build_or_reuse(
         )
         base = unpullable_base(outcome.tail or [])
         result.fix = (
-            f"the base image {base} could not be pulled (no registry reachable, a deleted tag, "
-            "or no access): pass --base-image with a local or mirrored image that has the "
-            f"entry's Python (docs/build.md); full log: {log_path}"
+            f"{unpullable_fix.format(base=base)}; full log: {log_path}"
             if base
             else f"read the full log: {log_path}"
         )
@@ -358,7 +362,8 @@ def project_repository(project, options: BuildOptions) -> str:
     """Image repository of a project: [registry/]prefix-project/<folder name>-<path hash>, so
     two projects in folders of the same name (src, repo) never share an image."""
     where = project.directory.resolve()
-    folder = re.sub(r"[^a-z0-9_.-]+", "-", where.name.lower()).strip("-.") or "project"
+    # Docker allows separators only between letters and digits: "-" joins every other run.
+    folder = re.sub(r"[^a-z0-9]+", "-", where.name.lower()).strip("-") or "project"
     path_hash = hashlib.sha256(str(where).encode()).hexdigest()[:8]
     return repository(
         f"{folder}-{path_hash}", replace(options, tag_prefix=f"{options.tag_prefix}-project")
@@ -398,11 +403,13 @@ def current_project_image(project, options: BuildOptions) -> str:
     if built is None:
         raise BuildFailed(f"no image {ref} for the project in {project.directory}", rebuild)
     if built.get("io.envkit.project-stamp") != project_stamp(project):
-        raise BuildFailed(
-            f"{ref} was built from an earlier {PROJECT_FILE} (its entry: "
-            f"{built.get('io.envkit.entry', '?')}; {PROJECT_FILE} now names {project.entry})",
-            "re" + rebuild,
+        was = built.get("io.envkit.entry")
+        what = (
+            f"{PROJECT_FILE} now names entry {project.entry}, the image has {was}"
+            if was != project.entry
+            else f"{PROJECT_FILE} or its requirements file changed since"
         )
+        raise BuildFailed(f"{ref} is out of date: {what}", "re" + rebuild)
     return ref
 
 
@@ -436,7 +443,20 @@ def build_project(
     # Only the project's options that make sense for it: no base override, no wheelhouse.
     own = replace(options, base_image=None, wheelhouse=None, offline=False)
     result = _build_or_reuse(
-        f"project {repo}", repo, digest, text, {}, project_labels, project.directory, own, on_event
+        f"project {repo}",
+        repo,
+        digest,
+        text,
+        {},
+        project_labels,
+        project.directory,
+        own,
+        on_event,
+        unpullable_fix=(
+            "the entry's image {base}, built just before, is not visible to the builder (a "
+            "buildx builder with the docker-container driver cannot see local images): "
+            "`docker buildx use default`, or point ENVKIT_DOCKER at a client whose builder can"
+        ),
     )
     return [base, result]
 

@@ -758,17 +758,25 @@ def _run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix, in
 @main.command(
     epilog="""\b
 Exit code: the command's own exit code; 2 for bad usage; 125 when Docker could not run it.
-The current folder is mounted at /workspace (the working directory); standard input is passed
-on (envkit run NAME -- python - < train.py); the container is removed when the command ends
-or on Ctrl-C.""",
+The current folder is mounted at /workspace (the working directory); the container is
+removed when the command ends or on Ctrl-C. Standard input reaches the command when it is a
+terminal, or with -i (envkit run -i NAME -- python - < train.py); without -i a loop such as
+`while read f; do envkit run NAME -- cmd "$f"; done < list` keeps its input.""",
     context_settings={"ignore_unknown_options": True},
 )
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option(
+    "-i",
+    "--interactive",
+    "attach_stdin",
+    is_flag=True,
+    help="Pass piped or redirected standard input to the command (as docker run -i).",
+)
 @run_options
 @click.pass_context
 @handles_errors
-def run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix):
+def run(ctx, name, command, attach_stdin, gpus, shm_size, ipc_host, env, user, tag_prefix):
     """Run a command in an entry's image: envkit run NAME -- python train.py
 
     NAME '.' means the project image built from ./envkit.yaml (`envkit build` in that folder).
@@ -783,7 +791,7 @@ def run(ctx, name, command, gpus, shm_size, ipc_host, env, user, tag_prefix):
         env,
         user,
         tag_prefix,
-        interactive=True,  # as `docker run -i`: piped input (`python - < train.py`) reaches it
+        interactive=attach_stdin or sys.stdin.isatty(),
         tty=sys.stdin.isatty() and sys.stdout.isatty(),
     )
 

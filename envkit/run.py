@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -48,6 +49,31 @@ def env_items(items: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def docker_size_ok(text: str) -> bool:
+    """Whether the docker CLI reads `text` as a size (--shm-size, --memory): a non-negative
+    number, then nothing or b, or one of k m g t p with an optional b or ib, any case, the
+    two optionally split by one space (8g, 512m, 1.5GB, 1e9, .5g, 64 MiB)."""
+    cut = max(text.rfind(c) for c in "0123456789. ")
+    if cut < 0:
+        return False
+    number, suffix = (
+        (text[:cut], text[cut + 1 :])
+        if text[cut] == " "
+        else (
+            text[: cut + 1],
+            text[cut + 1 :],
+        )
+    )
+    try:
+        value = float(number)
+    except ValueError:
+        return False
+    suffix = suffix.lower()
+    if not math.isfinite(value) or value < 0 or "_" in number:
+        return False
+    return suffix in ("", "b") or (suffix[0] in "kmgtp" and suffix[1:] in ("", "b", "ib"))
+
+
 def default_user() -> str:
     """The user to run as, so files written to the mount belong to the invoking user."""
     return engine.host_user()
@@ -70,8 +96,7 @@ def spec_for(
     """The RunSpec for a run, and a note for the user (or None)."""
     if not workdir.is_dir():
         raise BadInput(f"{workdir} is not a folder", "run from your project folder")
-    # Docker's own size syntax (8g, 512m, 1.5GB): refused here, not by the engine with 125.
-    if shm_size and not re.match(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$", shm_size):
+    if shm_size and not docker_size_ok(shm_size):  # refused here, not by docker with 125
         raise BadInput(f"--shm-size {shm_size!r} is not a size", "e.g. --shm-size 8g or 512m")
     if user is not None and not re.match(r"^\d+(:\d+)?$", user):
         raise BadInput(f"--user {user!r} is not UID or UID:GID", "e.g. --user 1000:1000")

@@ -60,7 +60,7 @@ def test_project_image_builds_on_the_entry_and_runs(cpu_image, cpu_wheelhouse, t
     (project / "requirements.txt").write_text("tqdm==4.66.2\n")
     stale = run_envkit("--matrix", str(CI_MATRIX), "run", ".", "--", "true", cwd=project)
     assert stale.returncode == 1, stale.stdout + stale.stderr
-    assert "was built from an earlier envkit.yaml" in stale.stderr
+    assert "is out of date: envkit.yaml or its requirements file changed" in stale.stderr
     assert "rebuild it: envkit build" in stale.stderr
     changed = run_envkit("--matrix", str(CI_MATRIX), "build", *source, "--json", cwd=project)
     statuses = [r["status"] for r in json.loads(changed.stdout)]

@@ -148,10 +148,19 @@ def test_a_signal_reaches_a_command_that_does_not_handle_it(cpu_image, tmp_path)
     assert envkit_containers() == []
 
 
-def test_piped_input_reaches_the_command(cpu_image, tmp_path):
+def test_piped_input_reaches_the_command_with_i_and_is_left_alone_without(cpu_image, tmp_path):
     script = "import sys; print('script ran'); sys.exit(5)\n"
-    out = envkit_run("ci-cpu", "--", "python", "-", cwd=tmp_path, input=script)
+    out = envkit_run("-i", "ci-cpu", "--", "python", "-", cwd=tmp_path, input=script)
     assert (out.returncode, out.stdout) == (5, "script ran\n"), out.stderr
+    # Without -i the command does not consume it: a `while read` loop keeps its lines.
+    loop = (
+        f"printf 'a\\nb\\n' | while read x; do {sys.executable} -m envkit --matrix {CI_MATRIX} "
+        'run ci-cpu -- echo "got $x"; done'
+    )
+    looped = subprocess.run(
+        ["sh", "-c", loop], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert looped.stdout.split("\n")[:2] == ["got a", "got b"], looped.stderr
 
 
 def test_a_project_folder_with_a_comma_in_its_path(cpu_image, tmp_path):

@@ -190,3 +190,34 @@ def test_the_stamp_follows_what_the_project_adds_not_its_comments(tmp_path):
         (tmp_path / name).write_text(text)
         stamps.add(project_stamp(load_project(tmp_path)))
     assert len(stamps) == 1 + len(changes)
+
+
+@pytest.mark.parametrize("folder", ["_scratch", "my_", "a..b", "Proj 2 (copy)", "---"])
+def test_any_folder_name_gives_a_repository_docker_accepts(tmp_path, folder):
+    import re
+
+    from envkit.build import BuildOptions, project_repository
+
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "envkit.yaml").write_text("entry: torch1.4-cuda10\n")
+    repo = project_repository(load_project(tmp_path / folder), BuildOptions())
+    # Docker's grammar for a path component: alphanumerics joined by '.', '_', '__' or '-'s.
+    component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    assert re.fullmatch(rf"{component}/{component}", repo), repo
+
+
+def test_an_out_of_date_project_image_says_what_changed(tmp_path, monkeypatch):
+    from envkit import build, engine
+    from envkit.errors import BuildFailed
+
+    (tmp_path / "envkit.yaml").write_text("entry: torch1.4-cuda10\nrequirements: [tqdm]\n")
+    project = load_project(tmp_path)
+    labels = {"io.envkit.entry": "torch1.4-cuda10", "io.envkit.project-stamp": "old"}
+    monkeypatch.setattr(engine, "image_labels", lambda ref: labels)
+    with pytest.raises(BuildFailed, match="envkit.yaml or its requirements file changed"):
+        build.current_project_image(project, build.BuildOptions())
+    labels["io.envkit.entry"] = "torch1.8-cuda10"
+    with pytest.raises(BuildFailed, match="names entry torch1.4-cuda10, the image has torch1.8"):
+        build.current_project_image(project, build.BuildOptions())
+    labels["io.envkit.project-stamp"] = build.project_stamp(project)
+    assert build.current_project_image(project, build.BuildOptions()).endswith(":latest")

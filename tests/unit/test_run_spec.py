@@ -83,7 +83,7 @@ def test_mount_source_is_quoted_as_the_docker_cli_reads_csv(plain_client):
     assert 'type=bind,"source=/work/my,""odd"" project",target=/workspace' in cmd
 
 
-@pytest.mark.parametrize("size", ["banana", "8 gigs", "-1g"])
+@pytest.mark.parametrize("size", ["banana", "8 gigs", "-1g", "8ib", "1__0m", "inf", "nan", "1kbb"])
 def test_a_shm_size_docker_would_refuse_is_bad_usage_before_the_engine(tmp_path, size, monkeypatch):
     def engine_asked(*args):
         raise AssertionError("the engine was asked")
@@ -93,7 +93,9 @@ def test_a_shm_size_docker_would_refuse_is_bad_usage_before_the_engine(tmp_path,
         spec_for("img", "e", ("true",), workdir=tmp_path, shm_size=size)
 
 
-@pytest.mark.parametrize("size", ["8g", "512m", "1.5GB", "64mb", "2147483648"])
+@pytest.mark.parametrize(
+    "size", ["8g", "512m", "1.5GB", "64mb", "2147483648", "1e9", ".5g", "32.", "-0", "0", "64 MiB"]
+)
 def test_docker_size_syntax_is_accepted(tmp_path, size, monkeypatch):
     class Reached(Exception):
         pass
