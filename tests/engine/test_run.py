@@ -83,23 +83,12 @@ def test_dockers_default_shm_is_what_breaks_it(cpu_image, tmp_path):
     assert "shared memory" in out.stderr or "Bus error" in out.stderr, out.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_or_sigterm_stops_and_removes_the_container(cpu_image, tmp_path, sent, code):
+def _running(tmp_path, *command: str) -> subprocess.Popen:
+    """`envkit run ci-cpu -- COMMAND` in the background, once its container exists."""
     assert envkit_containers() == []
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "envkit",
-            "--matrix",
-            str(CI_MATRIX),
-            "run",
-            "ci-cpu",
-            "--",
-            "python",
-            "-c",
-            "import time; time.sleep(120)",
-        ],
+        [sys.executable, "-m", "envkit", "--matrix", str(CI_MATRIX), "run", "ci-cpu", "--"]
+        + list(command),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -114,6 +103,12 @@ def test_ctrl_c_or_sigterm_stops_and_removes_the_container(cpu_image, tmp_path, 
         proc.kill()
         pytest.fail("the container never appeared")
     time.sleep(1)
+    return proc
+
+
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_and_removes_the_container(cpu_image, tmp_path, sent, code):
+    proc = _running(tmp_path, "python", "-c", "import time; time.sleep(120)")
     proc.send_signal(sent)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
@@ -123,23 +118,7 @@ def test_ctrl_c_or_sigterm_stops_and_removes_the_container(cpu_image, tmp_path, 
 def test_a_signal_reaches_a_command_that_does_not_handle_it(cpu_image, tmp_path):
     # `sleep` installs no handler; as PID 1 it would ignore SIGINT, and envkit would have to kill
     # the docker client after its 10 s grace. With an init first it dies at once.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "envkit", "--matrix", str(CI_MATRIX), "run", "ci-cpu", "--"]
-        + ["sleep", "120"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
-    for _ in range(60):
-        if envkit_containers():
-            break
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the container never appeared")
-    time.sleep(1)
+    proc = _running(tmp_path, "sleep", "120")
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
