@@ -56,14 +56,8 @@ def docker_size_ok(text: str) -> bool:
     cut = max(text.rfind(c) for c in "0123456789. ")
     if cut < 0:
         return False
-    number, suffix = (
-        (text[:cut], text[cut + 1 :])
-        if text[cut] == " "
-        else (
-            text[: cut + 1],
-            text[cut + 1 :],
-        )
-    )
+    # A space splits number and unit; otherwise the unit starts after the last digit or dot.
+    number, suffix = text[: cut if text[cut] == " " else cut + 1], text[cut + 1 :]
     try:
         value = float(number)
     except ValueError:
