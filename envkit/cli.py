@@ -575,6 +575,7 @@ def build(
     else:
         _, entries = _select(ctx, torch_spec, cuda, python, flavour, names)  # never empty
     options = _build_options(ctx)
+    _warn_broken_rules(ctx, entries)
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:
         if locked:
@@ -601,6 +602,19 @@ def build(
     if as_json:
         _emit_json([r.to_dict() for r in results])
     sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+def _warn_broken_rules(ctx, entries) -> None:
+    """Say which of `check`'s rules the entries to build break. A warning, not a refusal: the
+    fact tables can lag a new torch release, and the build itself has the last word."""
+    from . import check as rules
+
+    path = str(_matrix(ctx).path)
+    for entry in entries:
+        for problem in rules.errors(rules.entry_problems(entry, path)):
+            click.secho(
+                f"warning: {entry.name} breaks a matrix rule: {problem}", fg="yellow", err=True
+            )
 
 
 @main.command(epilog=EXIT_CODES)

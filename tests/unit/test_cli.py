@@ -205,3 +205,22 @@ def test_build_refuses_names_with_all():
     result = invoke("build", "torch1.4-cuda10", "--all")
     assert result.exit_code == 2
     assert "--all builds every entry" in result.output
+
+
+def test_build_warns_when_an_entry_breaks_a_matrix_rule(monkeypatch):
+    from pathlib import Path
+
+    from envkit import build as builder
+
+    built = []
+    monkeypatch.setattr(builder, "build_many", lambda entries, *rest: built.extend(entries) or [])
+    bad = Path(__file__).resolve().parent.parent / "data" / "bad" / "rule-torchvision-pair.yaml"
+    result = invoke("--matrix", str(bad), "build", "torch1.4-cuda10")
+    assert [e.name for e in built] == ["torch1.4-cuda10"]  # warned, then built all the same
+    assert result.exit_code == 0, result.output
+    assert "warning: torch1.4-cuda10 breaks a matrix rule: " in result.output
+    assert (
+        "torchvision 0.6.0 does not pair with torch 1.4.0 — use torchvision 0.5.0" in result.output
+    )
+    shipped = invoke("build", "torch1.4-cuda10")  # the shipped matrix breaks no rule
+    assert "breaks a matrix rule" not in shipped.output
