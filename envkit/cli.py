@@ -84,9 +84,12 @@ def _catch_interrupts(ctx: click.Context) -> None:
 
 
 def _matrix(ctx: click.Context):
+    """The command's matrix, read and validated once however many steps ask for it."""
     from . import matrix
 
-    return matrix.load(ctx.obj.get("matrix_path"))
+    if "matrix" not in ctx.obj:
+        ctx.obj["matrix"] = matrix.load(ctx.obj.get("matrix_path"))
+    return ctx.obj["matrix"]
 
 
 def _build_options(ctx: click.Context):
