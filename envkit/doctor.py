@@ -22,13 +22,14 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from . import inside
 from .engine import is_rootless
 from .errors import ContainerStartFailed, EnvkitError, ProgramTimedOut
 
 STATUSES = ("pass", "warn", "fail", "skip")
 # Checks that only fail for want of a GPU; --allow-cpu turns those failures into warnings.
 _GPU_ONLY_CHECKS = ("cuda", "gpu-attach")
-PROBE_PATH = Path(__file__).with_name("probe.py")
+PROBE_PATH = inside.PROBE
 GIB = 1024**3
 # DataLoader workers pass every batch through /dev/shm; Docker's default 64 MiB runs out fast.
 MIN_SHM_BYTES = GIB
@@ -1199,7 +1200,7 @@ def container_checks(
                 "probe",
                 "fail",
                 f"the probe itself failed: {probe['fatal']}",
-                "run `python3 envkit/probe.py` in the image by hand to see the error",
+                "run `python3 envkit/inside/probe.py` in the image by hand to see the error",
             )
         ]
     errors = probe.get("errors") or []

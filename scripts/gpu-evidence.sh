@@ -83,18 +83,18 @@ envkit_step doctor-static-torch1.13.txt 60 "$PY" -m envkit doctor torch1.13-cuda
 # the wheel stop at sm_75 with no PTX -> fails too
 envkit_step doctor-static-torch1.4.txt 60 "$PY" -m envkit doctor torch1.4-cuda10 --static
 envkit_step doctor-static-torch2.14.txt 60 "$PY" -m envkit doctor torch2.14-cuda13 --static
-step probe-host.json 180 "$PY" envkit/probe.py
+step probe-host.json 180 "$PY" envkit/inside/probe.py
 # the benchmark on the GPU (never a silent CPU fallback): the default run (target: under 2
 # minutes on an H100), then the quick one
-step bench-default.json 300 "$PY" envkit/bench.py --device cuda --out "$OUT/bench-gpu.json"
-step bench-quick.json 180 "$PY" envkit/bench.py --device cuda --quick
+step bench-default.json 300 "$PY" envkit/inside/bench.py --device cuda --out "$OUT/bench-gpu.json"
+step bench-quick.json 180 "$PY" envkit/inside/bench.py --device cuda --quick
 # fp16 with loss scaling, the mixed precision of GPUs without bf16: asked for by name, so it
 # runs on a bf16 GPU too
-step bench-fp16.json 120 "$PY" envkit/bench.py --device cuda --parts throughput --precisions fp16 --batches 256,1024
+step bench-fp16.json 120 "$PY" envkit/inside/bench.py --device cuda --parts throughput --precisions fp16 --batches 256,1024
 # out of memory as a measurement: batches past what fits. ResNet-18 at 32x32 saves 4.7 MB of
 # activations per image for backward in fp32/tf32 (counted with saved_tensors_hooks on the
 # CPU), so 80 GB runs out by 24576 at the latest and 141 GB by 32768.
-step bench-oom.json 240 "$PY" envkit/bench.py --device cuda --parts throughput --precisions tf32 --batches 8192,16384,24576,32768
+step bench-oom.json 240 "$PY" envkit/inside/bench.py --device cuda --parts throughput --precisions tf32 --batches 8192,16384,24576,32768
 # bench against the hand-tuned reference loop, same process, batch 1024 (target >= 0.95x)
 step reference-1024.json 240 "$PY" scripts/reference_train.py --batch 1024 --device cuda
 PLOT="import json; from envkit import report; print(report.plot_bench(json.load(open('$OUT/bench-gpu.json')), '$OUT', prefix='bench-gpu-'))"

@@ -21,7 +21,7 @@ import copy
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envkit"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "envkit" / "inside"))
 
 import bench  # noqa: E402  (the benchmark program itself, stdlib + torch only)
 import torch  # noqa: E402

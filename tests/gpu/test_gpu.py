@@ -57,7 +57,7 @@ def test_quick_bench_trains_on_the_gpu(tmp_path):
     out = subprocess.run(
         [
             sys.executable,
-            str(REPO / "envkit" / "bench.py"),
+            str(REPO / "envkit" / "inside" / "bench.py"),
             "--quick",
             "--device",
             "cuda",

@@ -1,4 +1,4 @@
-"""The bench program (envkit/bench.py), run for real with the host's CPU torch.
+"""The bench program (envkit/inside/bench.py), run for real with the host's CPU torch.
 
 The quick run is executed once per test session (about 40 s on 2 cores) and its JSON shared with
 test_report.py through a file in pytest's session temp folder.
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from envkit import bench
+from envkit.inside import bench
 
 REPO = Path(__file__).resolve().parents[2]
-BENCH = REPO / "envkit" / "bench.py"
+BENCH = REPO / "envkit" / "inside" / "bench.py"
 REFERENCE = REPO / "scripts" / "reference_train.py"
 
 ENV_FIELDS = {
@@ -98,7 +98,7 @@ def test_importable_without_torch():
     # The host CLI imports bench.py for its helpers and path; torch may not be installed there.
     code = (
         "import sys; sys.modules['torch'] = None; "
-        "import envkit.bench as b; assert b.peak_tflops('NVIDIA H100 PCIe', 'bf16') == 756; "
+        "import envkit.inside.bench as b; assert b.peak_tflops('NVIDIA H100 PCIe', 'bf16') == 756; "
         "print(b.SCHEMA)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from envkit import bench
+from envkit.inside import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu-evidence.sh"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from envkit import probe
+from envkit.inside import probe
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = REPO / "envkit" / "probe.py"
+PROBE = REPO / "envkit" / "inside" / "probe.py"
 RECORDED = REPO / "tests" / "data" / "probe"
 
 
@@ -56,7 +56,7 @@ def test_source_avoids_newer_features_and_third_party_imports():
 
 
 def test_importing_the_probe_does_not_import_torch():
-    code = "import sys, envkit.probe; print('torch' in sys.modules)"
+    code = "import sys, envkit.inside.probe; print('torch' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )

@@ -1,4 +1,4 @@
-"""envkit.report on real bench outputs produced by running envkit/bench.py with the host's torch."""
+"""envkit.report on real bench outputs produced by running envkit/inside/bench.py with the host's torch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from envkit import report
 from envkit.errors import BadInput, EnvkitError
 
 REPO = Path(__file__).resolve().parents[2]
-BENCH = REPO / "envkit" / "bench.py"
+BENCH = REPO / "envkit" / "inside" / "bench.py"
 
 
 def _run_once(tmp_path_factory, name: str, *args: str) -> dict:

@@ -219,7 +219,12 @@ def find_data(explicit=None):
     if explicit:
         return explicit
     here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, DATA_NAME), os.path.join(here, "data", DATA_NAME)):
+    candidates = (
+        os.path.join(here, DATA_NAME),  # copied beside it into an image
+        os.path.join(here, "data", DATA_NAME),
+        os.path.join(here, os.pardir, "data", DATA_NAME),  # in the envkit package
+    )
+    for candidate in candidates:
         if os.path.exists(candidate):
             return candidate
     return None
