@@ -1,4 +1,4 @@
-"""Reading, comparing, rendering and plotting bench reports (the JSON that envkit/inside/bench.py prints).
+"""Reading, comparing, rendering and plotting bench reports (what envkit/inside/bench.py prints).
 
 Host-side and pure: no torch and no Docker here, so `envkit bench compare` works anywhere.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference ResNet-18 training loop, run beside the bench's own throughput measurement.
 
-The bench (envkit/inside/bench.py) measures ResNet-18 (CIFAR variant) training throughput through its
+The bench (envkit/inside/bench.py) measures ResNet-18 (CIFAR variant) training throughput via its
 generic sweep machinery. This script answers "how much does that machinery cost?": it trains the
 same workload with a loop written by hand for speed (bf16 autocast, channels_last, cuDNN autotuning,
 fused optimizer where available, no host syncs between steps), then, in the same process and on the

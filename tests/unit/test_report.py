@@ -1,4 +1,4 @@
-"""envkit.report on real bench outputs produced by running envkit/inside/bench.py with the host's torch."""
+"""envkit.report on real bench outputs, made by running envkit/inside/bench.py with host torch."""
 
 from __future__ import annotations
 
