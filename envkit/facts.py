@@ -99,17 +99,35 @@ def torch_releases() -> tuple[TorchRelease, ...]:
     return tuple(sorted(releases, key=lambda r: Version(r.torch)))
 
 
-def _public(version: str) -> Version | None:
-    # "2.0.0+cu118" names the same release as "2.0.0"; the local tag is only the variant.
+# ------------------------------------------------------------------- the one version parser
+
+
+def parse_release(version: str | None) -> Version | None:
+    """The release a version names, local tag dropped ("2.0.0+cu118" -> 2.0.0); None when it
+    is no PEP 440 version."""
     try:
         return Version(Version(str(version)).public)
     except InvalidVersion:
         return None
 
 
+def version_numbers(text: str | None) -> tuple[int, ...]:
+    """The numbers of a dotted version as ints, for versions that are not PEP 440 ones:
+    drivers ("535.104.05" -> (535, 104, 5)), cuDNN ("8.9.2"), Python ("3.8.18")."""
+    return tuple(int(part) for part in re.findall(r"\d+", str(text or "")))
+
+
+def same_release(have: str | None, want: str | None) -> bool:
+    """Does `have` ("8.9.2") match `want` on every number `want` gives ("8.9")?"""
+    if have is None or want is None:
+        return have == want
+    wanted = version_numbers(want)
+    return version_numbers(have)[: len(wanted)] == wanted
+
+
 def torch_release(version: str) -> TorchRelease | None:
     """The release for a torch version such as "2.0.0" or "2.0.0+cu118"; None if unknown."""
-    wanted = _public(version)
+    wanted = parse_release(version)
     if wanted is None:
         return None
     for release in torch_releases():
@@ -179,14 +197,12 @@ def min_driver_to_run(cuda: str) -> str | None:
     return min(known, key=driver_version) if known else None
 
 
-def driver_version(text: str) -> tuple[int, ...]:
-    """A driver version as a tuple of ints ("535.104.05" -> (535, 104, 5)) for comparison."""
-    return tuple(int(part) for part in str(text).strip().split("."))
+driver_version = version_numbers
 
 
 def driver_satisfies(installed: str, required: str) -> bool:
     """True if the installed driver is at least the required one, compared as dotted integers."""
-    return driver_version(installed) >= driver_version(required)
+    return version_numbers(installed) >= version_numbers(required)
 
 
 @functools.lru_cache(maxsize=1)
@@ -208,7 +224,7 @@ def arch_builds() -> tuple[ArchBuild, ...]:
 
 def arch_build(torch: str, cuda: str) -> ArchBuild | None:
     """The arch.yaml row for the official wheel of this torch and CUDA variant; None if unknown."""
-    version = _public(torch)
+    version = parse_release(torch)
     key = _major_minor(cuda)
     if version is None or key is None:
         return None
