@@ -29,6 +29,8 @@ from .errors import (
     ProgramTimedOut,
     Terminated,
 )
+from .gpu.host import TOOLKIT_FIX, engine_is_rootless, runtime_of_engine
+from .gpu.known_errors import explain_error
 
 LABEL = "io.envkit"  # every container envkit starts carries this label
 KEEP_ENV = "ENVKIT_KEEP_CONTAINERS"  # set to 1 to keep containers for debugging
@@ -107,8 +109,7 @@ def engine_info() -> dict:
 def is_rootless(info: dict | None = None) -> bool:
     """Whether the engine runs rootless: uid 0 in its containers is the user who runs dockerd,
     and every other uid maps to one of that user's subordinate uids."""
-    info = info if info is not None else engine_info()
-    return any("rootless" in str(o) for o in info.get("SecurityOptions") or ())
+    return engine_is_rootless(info if info is not None else engine_info())
 
 
 def host_user() -> str:
@@ -406,10 +407,10 @@ def _start_error(exc: Exception, image: str) -> ContainerStartFailed:
             f"image {image} is not here: {text}", "build it first with `envkit build NAME`"
         )
     if "could not select device driver" in text or "nvidia-container-cli" in text:
+        known = explain_error(text)
         return ContainerStartFailed(
             f"the engine could not attach GPUs: {text}",
-            "install the NVIDIA Container Toolkit and restart dockerd "
-            "(`sudo nvidia-ctk runtime configure --runtime=docker`), or run with --gpus none",
+            (known[1] if known else TOOLKIT_FIX) + ", or run with --gpus none",
         )
     return ContainerStartFailed(f"the container could not start: {text}", "see `envkit doctor`")
 
@@ -643,12 +644,9 @@ def require_built(ref: str, name: str) -> None:
 
 
 def gpu_runtime_available(info: dict | None = None) -> bool:
-    """Whether the engine can attach NVIDIA GPUs (nvidia runtime registered or a CDI spec)."""
-    info = info if info is not None else engine_info()
-    if any("nvidia" in name for name in info.get("Runtimes") or {}):
-        return True  # nvidia, nvidia-cdi, nvidia-experimental: as doctor's gpu-runtime check
-    cdi_dirs = info.get("CDISpecDirs") or ["/etc/cdi", "/var/run/cdi"]
-    return any(Path(d).is_dir() and any(Path(d).glob("*nvidia*")) for d in cdi_dirs)
+    """Whether the engine can attach NVIDIA GPUs: the same answer doctor's gpu-runtime check
+    gives (envkit.gpu.host.gpu_runtime)."""
+    return runtime_of_engine(info if info is not None else engine_info()).can_attach
 
 
 @dataclass(frozen=True)

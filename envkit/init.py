@@ -19,7 +19,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from . import facts as fact_tables
 from .errors import BadInput, CheckFailed
+from .facts import parse_release
+from .gpu import fit as gpu_fit
+from .gpu import host as gpu_host
+from .gpu.host import GpuHost
 from .matrix import Entry, Matrix, select
 from .project import Project, write_project
 
@@ -38,7 +43,9 @@ _ANY = SpecifierSet()
 
 
 class Facts(Protocol):
-    """The facts init consults (envkit.facts provides them)."""
+    """The facts init consults (envkit.facts provides them): those envkit.gpu.fit reads."""
+
+    def min_driver_for(self, cuda: str) -> str | None: ...
 
     def min_driver_to_run(self, cuda: str) -> str | None: ...
 
@@ -70,31 +77,12 @@ class Pin:
 
 
 @dataclass(frozen=True)
-class HostGPU:
-    """What init needs of the host: the driver version (None: no driver) and each GPU's sm."""
-
-    driver: str | None = None
-    capabilities: tuple[str, ...] = ()
-
-    @property
-    def has_gpu(self) -> bool:
-        return bool(self.capabilities) or self.driver is not None
-
-    def describe(self) -> str:
-        """One line for the explanation."""
-        if not self.has_gpu:
-            return "host: no NVIDIA GPU found"
-        caps = ", ".join(self.capabilities) or "unknown"
-        return f"host: driver {self.driver or 'unknown'}, GPU compute capability {caps}"
-
-
-@dataclass(frozen=True)
 class Choice:
     """The chosen entry and the lines that explain the choice."""
 
     entry: Entry
     pins: tuple[Pin, ...]
-    host: HostGPU
+    host: GpuHost
     explanation: tuple[str, ...]
     requirements_file: str | None = None
 
@@ -488,30 +476,16 @@ def find_pins(directory: str | Path) -> tuple[list[Pin], list[str], dict[str, bo
 # ----------------------------------------------------------------------------- the host
 
 
-def detect_host(timeout: float = 20) -> HostGPU:
-    """The host's driver and GPU compute capabilities from nvidia-smi (empty when none)."""
-    from . import doctor
-
-    output, _error = doctor.run_nvidia_smi(timeout)
-    if not output:
-        return HostGPU()
-    gpus = doctor.parse_nvidia_smi(output)
-    driver = next((g.driver for g in gpus if g.driver), None)
-    return HostGPU(driver, tuple(g.capability for g in gpus if g.capability))
+def detect_host(timeout: float = 20) -> GpuHost:
+    """The host's driver and GPUs from nvidia-smi (empty when none)."""
+    return gpu_host.detect(timeout)
 
 
 # ------------------------------------------------------------------------------ choosing
 
 
 def _version(text: str) -> Version:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return Version("0")
-
-
-def _numbers(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", text))
+    return parse_release(text) or Version("0")
 
 
 def _python_allowed(pin: Pin, python: str) -> bool:
@@ -545,40 +519,8 @@ def _pin_reason(entry: Entry, pin: Pin) -> str | None:
     return None
 
 
-def _host_reason(entry: Entry, host: HostGPU, facts: Facts) -> str | None:
-    """Why `entry` cannot use this host's GPUs, or None when it can (or cannot be told)."""
-    if entry.cuda is None:
-        return None
-    # From CUDA 11 on, an older driver of the same major family still runs the wheels' kernels.
-    minimum = facts.min_driver_to_run(entry.cuda)
-    if host.driver and minimum and _numbers(host.driver) < _numbers(minimum):
-        return (
-            f"CUDA {entry.cuda} needs NVIDIA driver >= {minimum}; "
-            f"the host's driver is {host.driver}"
-        )
-    arch = facts.arch_list(entry.torch, entry.cuda)
-    if arch:
-        missing = sorted({c for c in host.capabilities if not facts.kernel_supports(arch, c)})
-        if missing:
-            return (
-                f"torch {entry.torch} + CUDA {entry.cuda} has no kernels for the host's "
-                f"compute capability {', '.join(missing)} (built for {' '.join(arch)})"
-            )
-    beyond = sorted(
-        {c for c in host.capabilities if facts.beyond_libraries(entry.torch, entry.cuda, c)},
-        key=_numbers,
-    )
-    if beyond:
-        return (
-            f"torch {entry.torch} + CUDA {entry.cuda} links in CUDA libraries (cuBLAS, cuDNN) "
-            f"that stop at compute capability {facts.library_limit(entry.torch, entry.cuda)}; "
-            f"the host has {', '.join(beyond)}"
-        )
-    return None
-
-
 def _rejection(
-    entry: Entry, pins: list[Pin], host: HostGPU, cuda: str | None, wanted: set[str], facts: Facts
+    entry: Entry, pins: list[Pin], host: GpuHost, cuda: str | None, wanted: set[str], facts: Facts
 ) -> tuple[int, str] | None:
     """(stage, reason) for the first constraint `entry` breaks, or None when it fits."""
     for pin in pins:
@@ -592,7 +534,7 @@ def _rejection(
         # A GPU host asks for a GPU image; a CPU image is chosen only on request.
         return _STAGE_CPU_ON_GPU, "a CPU entry, and the host has a GPU (--cuda cpu picks one)"
     if host.has_gpu:
-        reason = _host_reason(entry, host, facts)
+        reason = gpu_fit.assess(entry, host, facts).reason()
         if reason:
             return _STAGE_HOST, reason
     return None
@@ -618,14 +560,14 @@ def _grouped(rejected: list[tuple[Entry, str]]) -> list[str]:
 def choose(
     matrix: Matrix,
     pins: list[Pin],
-    host: HostGPU,
+    host: GpuHost,
     *,
     cuda: str | None = None,
     facts: Facts | None = None,
 ) -> tuple[Entry, list[str]]:
     """The newest entry that keeps every pin and runs on the host, and why the newer did not."""
-    if facts is None and host.has_gpu:
-        from . import facts  # only a GPU host needs driver minimums and arch lists
+    if facts is None:
+        facts = fact_tables
     candidates = sorted(matrix.entries, key=_rank, reverse=True)
     wanted = {e.name for e in select(candidates, cuda=cuda)} if cuda else set()
     if cuda and not wanted:
@@ -681,7 +623,7 @@ def _no_fit_fix(rejected: list[tuple[Entry, int, str]]) -> str:
         reasons = " ".join(_farthest(rejected))
         if "driver" in reasons:
             fixes.append("upgrade the NVIDIA driver")
-        if "kernels" in reasons:
+        if "kernels" in reasons or "libraries" in reasons:
             fixes.append("loosen the torch pin to a release built for this GPU")
         return " or ".join(fixes) + "; or pass --cuda cpu for a CPU image"
     if stage == _STAGE_CPU_ON_GPU:
@@ -694,7 +636,7 @@ def _no_fit_fix(rejected: list[tuple[Entry, int, str]]) -> str:
 def init_project(
     directory: str | Path,
     matrix: Matrix,
-    host: HostGPU,
+    host: GpuHost,
     *,
     cuda: str | None = None,
     facts: Facts | None = None,

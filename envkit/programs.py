@@ -61,8 +61,11 @@ def run(
     extra_files: Sequence[Path] = (),
     out_dir: Path | None = None,
     on_stderr: Progress | None = None,
+    engine=engine,
 ) -> ProgramResult:
     """Run `python PROGRAM ARGS` where `place` says and collect its exit code and output.
+
+    `engine` is envkit.engine, or anything with its run_program (a stand-in in tests).
 
     Raises ProgramTimedOut past `timeout`; BadInput when the host Python cannot start; in an
     image, whatever the engine raises (ContainerStartFailed, EngineUnavailable, ...). Nothing

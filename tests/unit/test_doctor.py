@@ -15,7 +15,6 @@ import json
 import os
 import stat
 import sys
-import types
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,10 +23,17 @@ import pytest
 from envkit import doctor
 from envkit.doctor import Check, HostFacts, HostGpu
 from envkit.errors import ContainerStartFailed, EngineUnavailable, EnvkitError, ProgramTimedOut
+from envkit.gpu.fit import alternatives
+from envkit.gpu.host import GpuHost
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PROBES = DATA / "probe"
 ERRORS = DATA / "errors"
+
+
+def suggest(entry, gpus, driver, entries):
+    """The entries doctor offers instead of `entry` on a host with these GPUs and driver."""
+    return alternatives(entry, GpuHost(tuple(gpus), driver), entries)
 
 
 def recorded(name: str) -> dict:
@@ -68,62 +74,12 @@ TORCH214 = Entry("torch2.14-cuda13", "2.14.1", "13.0", python="3.11", torchvisio
 ALL = [TORCH14, TORCH16, TORCH17, TORCH113, TORCH113_CPU, TORCH20, TORCH21, TORCH213_CPU, TORCH214]
 
 
-# Stand-in for envkit.facts while it is not importable: the official builds' arch lists and
-# the CUDA toolkits' minimum Linux drivers from their release notes. The real module wins.
-_ARCH = {
-    ("1.4.0", "10.1"): ("sm_35", "sm_37", "sm_50", "sm_60", "sm_61", "sm_70", "sm_75"),
-    ("1.6.0", "10.2"): ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75"),
-    ("1.7.1", "11.0"): ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80"),
-    ("1.13.1", "11.7"): ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86"),
-    ("2.0.1", "11.8"): ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"),
-    ("2.1.2", "12.1"): ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"),
-    ("2.14.1", "13.0"): ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"),
-}
-_MIN_DRIVER = {
-    "10.1": "418.39",
-    "10.2": "440.33",
-    "11.0": "450.36.06",
-    "11.7": "450.80.02",
-    "11.8": "450.80.02",
-    "12.1": "525.60.13",
-    "13.0": "580.65.06",
-}
-_MODELS = {"Tesla V100-SXM2-16GB": "7.0", "NVIDIA A100-SXM4-80GB": "8.0"}
+@pytest.fixture
+def facts():
+    """The fact tables the rules read."""
+    from envkit import facts as real
 
-
-def _stand_in_kernel_supports(arch_list, capability: str) -> bool:
-    major, minor = (int(p) for p in capability.split("."))
-    for arch in arch_list:
-        kind, _, digits = arch.partition("_")
-        a_major, a_minor = int(digits[:-1]), int(digits[-1])
-        if kind == "sm" and a_major == major and a_minor <= minor:
-            return True
-        if kind == "compute" and (a_major, a_minor) <= (major, minor):
-            return True
-    return False
-
-
-@pytest.fixture(autouse=True)
-def facts(monkeypatch):
-    """The real envkit.facts when present, else the stand-in above."""
-    try:
-        from envkit import facts as real
-
-        return real
-    except ImportError:
-        pass
-    stand_in = types.SimpleNamespace(
-        min_driver_for=lambda cuda: _MIN_DRIVER.get(cuda),
-        arch_list=lambda torch, cuda: _ARCH.get((torch, cuda)),
-        kernel_supports=_stand_in_kernel_supports,
-        gpu_model_for=lambda name: (
-            types.SimpleNamespace(capability=_MODELS[name], tflops=None)
-            if name in _MODELS
-            else None
-        ),
-    )
-    monkeypatch.setattr(doctor, "_facts", lambda: stand_in)
-    return stand_in
+    return real
 
 
 def by_id(checks: list[Check]) -> dict[str, Check]:
@@ -451,7 +407,7 @@ def test_torch113_on_h100_predicts_no_kernel_image_and_suggests_a_covering_entry
     assert "no kernel image is available" in arch.detail
     assert "sm_90" in arch.detail
     assert checks["driver-for-cuda"].status == "pass"
-    suggested = doctor.suggest_entries(TORCH113, gpus_of(H100), "550.54.15", ALL)
+    suggested = suggest(TORCH113, gpus_of(H100), "550.54.15", ALL)
     assert suggested, "an entry covering sm_90 exists"
     assert suggested[0] is TORCH20  # nearest newer torch whose build covers sm_90
     for entry in suggested:
@@ -474,7 +430,7 @@ def test_old_driver_for_cuda_118_fails_and_suggests_what_418_can_run(facts):
     assert "CUDA driver version is insufficient" in driver.detail
     assert f">= {facts.min_driver_for('11.8')}" in driver.fix
     # Only CUDA 10.1 runs on a 418 driver; nothing newer does, so the older torch is offered.
-    suggested = doctor.suggest_entries(TORCH20, gpus_of(V100_418), "418.87.01", ALL)
+    suggested = suggest(TORCH20, gpus_of(V100_418), "418.87.01", ALL)
     assert [e.name for e in suggested] == [TORCH14.name]
     assert TORCH14.name in driver.fix
 
@@ -489,7 +445,7 @@ def test_driver_between_compat_floor_and_toolkit_driver_warns_and_is_suggested(f
     assert "minor-version compatibility" in driver.detail
     assert f">= {facts.min_driver_for(entry.cuda)}" in driver.fix
     # ... and an entry the driver can run is offered when another entry fails on this host.
-    assert entry in doctor.suggest_entries(TORCH113, gpus_of(H100), "535.104.05", [entry])
+    assert entry in suggest(TORCH113, gpus_of(H100), "535.104.05", [entry])
     # Below the floor it fails and names the floor.
     below = by_id(doctor.static_checks(entry, gpus_of(H100), "520.61.05", ALL))["driver-for-cuda"]
     assert below.status == "fail" and "525" in below.detail
@@ -501,7 +457,7 @@ def test_cuda_11_0_runs_on_its_own_driver_below_the_11x_compat_floor(facts):
         "driver-for-cuda"
     ]
     assert driver.status == "pass"
-    assert TORCH17 in doctor.suggest_entries(TORCH16, gpus_of(A100), "450.51.06", [TORCH17])
+    assert TORCH17 in suggest(TORCH16, gpus_of(A100), "450.51.06", [TORCH17])
 
 
 def test_a_gpu_only_ptx_covers_fails_below_the_toolkit_driver(facts, monkeypatch):
@@ -517,7 +473,7 @@ def test_a_gpu_only_ptx_covers_fails_below_the_toolkit_driver(facts, monkeypatch
     checks = by_id(doctor.static_checks(entry, gpus_of(H100), "535.104.05", ALL))
     assert checks["driver-for-cuda"].status == "fail"
     assert "only PTX for GPU 0 (sm_90)" in checks["driver-for-cuda"].detail
-    assert entry not in doctor.suggest_entries(TORCH113, gpus_of(H100), "535.104.05", [entry])
+    assert entry not in suggest(TORCH113, gpus_of(H100), "535.104.05", [entry])
     at_toolkit_driver = facts.min_driver_for("12.8")
     checks = by_id(doctor.static_checks(entry, gpus_of(H100), at_toolkit_driver, ALL))
     assert checks["driver-for-cuda"].status == "pass"
@@ -539,7 +495,7 @@ def test_cuda_entry_on_host_without_driver_fails_and_suggests_cpu_entries():
     checks = by_id(doctor.static_checks(TORCH113, [], None, ALL))
     assert checks["driver-for-cuda"].status == "fail"
     assert checks["arch"].status == "skip"
-    suggested = doctor.suggest_entries(TORCH113, [], None, ALL)
+    suggested = suggest(TORCH113, [], None, ALL)
     assert suggested[0] is TORCH113_CPU  # same torch major.minor first
     assert all(e.cuda is None for e in suggested)
 
@@ -550,15 +506,13 @@ def test_suggestions_prefer_same_minor_then_nearest_newer(facts):
     gpus = gpus_of(A100)
     names = [
         e.name
-        for e in doctor.suggest_entries(
-            TORCH113, gpus, "535.104.05", [TORCH113, newer_far, TORCH20, same_minor]
-        )
+        for e in suggest(TORCH113, gpus, "535.104.05", [TORCH113, newer_far, TORCH20, same_minor])
     ]
     assert names == [same_minor.name, TORCH20.name, newer_far.name]
 
 
 def test_suggestions_exclude_entries_the_driver_cannot_run():
-    suggested = doctor.suggest_entries(TORCH113, gpus_of(H100), "525.60.13", ALL)
+    suggested = suggest(TORCH113, gpus_of(H100), "525.60.13", ALL)
     assert TORCH214 not in suggested  # CUDA 13 needs a newer driver
     assert TORCH20 in suggested
 
@@ -948,7 +902,7 @@ class FakeEngine:
     def image_id(self, ref):
         return "sha256:1" if "*" in self.images or ref in self.images else None
 
-    def run_program(self, image, program, args=(), *, gpus=None, shm_size=None, timeout=600):
+    def run_program(self, image, program, args=(), *, gpus=None, shm_size=None, timeout=600, **_):
         self.calls.append({"image": image, "program": program, "gpus": gpus})
         out = self.outputs.pop(0)
         if isinstance(out, Exception):
@@ -1445,7 +1399,7 @@ def test_user_check_says_whose_files_a_bind_mount_gets(name, caller_uid, status)
 
 
 def test_orchestrator_compares_the_image_user_with_the_caller(monkeypatch):
-    monkeypatch.setattr(doctor, "_caller_uid", lambda: 1234)
+    monkeypatch.setattr(doctor.runner, "caller_uid", lambda: 1234)
     engine = FakeEngine(outputs=[probe_result("cuda13-container-torch2.14-nogpu.json")])
     report = doctor.run_doctor(TORCH214, engine=engine, host=CPU_HOST, all_entries=ALL)
     user = by_id(report.checks)["user"]
@@ -1467,7 +1421,7 @@ def test_user_check_under_rootless_docker(name, status):
 
 
 def test_orchestrator_reads_rootless_and_docker_desktop_from_the_engine(monkeypatch):
-    monkeypatch.setattr(doctor, "_caller_uid", lambda: 1234)
+    monkeypatch.setattr(doctor.runner, "caller_uid", lambda: 1234)
     rootless = gpu_docker_info(SecurityOptions=["name=seccomp,profile=builtin", "name=rootless"])
     desktop = gpu_docker_info(OperatingSystem="Docker Desktop", KernelVersion="6.10.14-linuxkit")
     users = {}

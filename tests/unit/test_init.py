@@ -10,7 +10,8 @@ import pytest
 
 from envkit import matrix
 from envkit.errors import BadInput, CheckFailed
-from envkit.init import HostGPU, choose, find_pins, init_project, write_choice
+from envkit.gpu.host import GpuHost
+from envkit.init import choose, find_pins, init_project, write_choice
 from envkit.project import load_project
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -42,16 +43,17 @@ _ARCH = {
     ("2.8.0", "12.9"): ("sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"),
 }
 FACTS = SimpleNamespace(
+    min_driver_for=_MIN_DRIVER.get,
     min_driver_to_run=_MIN_DRIVER.get,
     arch_list=lambda torch, cuda: _ARCH.get((torch, cuda)),
     kernel_supports=lambda arch, cap: "sm_" + cap.replace(".", "") in arch,
     library_limit=lambda torch, cuda: None,
     beyond_libraries=lambda torch, cuda, capability: False,
 )
-NO_GPU = HostGPU()
-V100_450 = HostGPU("450.80.02", ("7.0",))
-V100_418 = HostGPU("418.67", ("7.0",))
-H100 = HostGPU("560.35.03", ("9.0",))
+NO_GPU = GpuHost()
+V100_450 = GpuHost.of("450.80.02", "7.0")
+V100_418 = GpuHost.of("418.67", "7.0")
+H100 = GpuHost.of("560.35.03", "9.0")
 
 
 def project(tmp_path: Path, **files: str) -> Path:
@@ -63,7 +65,7 @@ def project(tmp_path: Path, **files: str) -> Path:
     return tmp_path
 
 
-def chosen(folder: Path, host: HostGPU = NO_GPU, **kwargs) -> str:
+def chosen(folder: Path, host: GpuHost = NO_GPU, **kwargs) -> str:
     return init_project(folder, MATRIX, host, facts=FACTS, **kwargs).entry.name
 
 
@@ -290,7 +292,7 @@ def test_old_driver_rules_out_cuda_entries_and_names_the_driver(tmp_path):
 
 def test_old_driver_falls_back_to_a_cuda_it_supports(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch==1.9.1\n"})
-    choice = init_project(folder, MATRIX, HostGPU("440.64", ("7.0",)), facts=FACTS)
+    choice = init_project(folder, MATRIX, GpuHost.of("440.64", "7.0"), facts=FACTS)
     assert choice.entry.name == "torch1.9-cuda10"
     assert any("CUDA 11.1 needs NVIDIA driver >= 450.80.02" in line for line in choice.explanation)
 
@@ -356,8 +358,8 @@ def test_real_facts_reject_torch_1_4_on_an_a100_for_its_linked_in_libraries(tmp_
     real_matrix = matrix.load(DATA.parent.parent / "matrix.yaml")
     folder = project(tmp_path, **{"requirements.txt": "torch==1.4.0\n"})
     with pytest.raises(CheckFailed, match="stop at compute capability 7.5; the host has 8.0, 12.0"):
-        init_project(folder, real_matrix, HostGPU("580.65.06", ("12.0", "8.0", "8.0")))
-    assert init_project(folder, real_matrix, HostGPU("535.104.05", ("7.5",))).entry.cuda
+        init_project(folder, real_matrix, GpuHost.of("580.65.06", "12.0", "8.0", "8.0"))
+    assert init_project(folder, real_matrix, GpuHost.of("535.104.05", "7.5")).entry.cuda
 
 
 def test_real_facts_keep_torch_1_4_cuda_10_1_on_driver_450(tmp_path):
@@ -372,10 +374,10 @@ def test_real_facts_run_cuda_12_8_on_the_535_driver_through_minor_version_compat
     # 535 is older than CUDA 12.8's own driver (570.26) but above the 12.x floor (525).
     pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
     folder = project(tmp_path, **{"requirements.txt": "torch==2.8.0\n"})
-    choice = init_project(folder, MATRIX, HostGPU("535.104.05", ("9.0",)))
+    choice = init_project(folder, MATRIX, GpuHost.of("535.104.05", "9.0"))
     assert choice.entry.cuda.startswith("12.")
     with pytest.raises(CheckFailed, match="needs NVIDIA driver >= 525"):
-        init_project(folder, MATRIX, HostGPU("520.61.05", ("9.0",)))
+        init_project(folder, MATRIX, GpuHost.of("520.61.05", "9.0"))
 
 
 def test_real_facts_run_cuda_11_0_on_its_own_driver(tmp_path):
@@ -383,7 +385,7 @@ def test_real_facts_run_cuda_11_0_on_its_own_driver(tmp_path):
     pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
     real_matrix = matrix.load(DATA.parent.parent / "matrix.yaml")
     folder = project(tmp_path, **{"requirements.txt": "torch==1.7.1\n"})
-    choice = init_project(folder, real_matrix, HostGPU("450.51.06", ("8.0",)))
+    choice = init_project(folder, real_matrix, GpuHost.of("450.51.06", "8.0"))
     assert choice.entry.name == "torch1.7-cuda11"
 
 
