@@ -14,7 +14,8 @@ from .matrix import FLAVOURS, PYTORCH_INDEX, Entry, Matrix, Problem
 
 _PYTHON_BASE = re.compile(r"(?:^|/)python:(\d+\.\d+)")
 _CUDA_BASE = re.compile(r"(?:^|/)nvidia/cuda:(\d+\.\d+)")
-_INDEX_VARIANT = re.compile(r"download\.pytorch\.org/whl/(cu\d+|cpu)\b")
+# PyTorch's index serves each variant under its own folder: .../whl/cu118, .../whl/cpu.
+_INDEX_VARIANT = re.compile(re.escape(PYTORCH_INDEX.partition("://")[2]) + r"/(cu\d+|cpu)\b")
 _UBUNTU_BASE = re.compile(r"(?:^|/)ubuntu:(\d\d\.\d\d)")
 
 

@@ -223,3 +223,20 @@ def test_an_ubuntu_base_must_ship_the_entry_python(base, problem):
     loaded = matrix.parse(TORCH14.replace("python:3.8-slim-bookworm", base))
     messages = [p.message for p in check(loaded) if p.message.startswith("Ubuntu")]
     assert messages == ([problem] if problem else []), messages
+
+
+@pytest.mark.parametrize(
+    ("index", "problem"),
+    [
+        ("https://download.pytorch.org/whl/cu118", "serves cu118 wheels, not cu101"),
+        ("https://download.pytorch.org/whl/cpu", "serves cpu wheels, not cu101"),
+        ("https://download.pytorch.org/whl/cu101", None),
+        ("https://mirror.example/whl/cu118", None),  # another index: its folders mean nothing
+    ],
+)
+def test_a_pytorch_index_must_serve_the_entry_variant(index, problem):
+    from envkit.check import check
+
+    loaded = matrix.parse(TORCH14 + f"    index_url: {index}\n")
+    messages = [p.message for p in check(loaded) if "wheels, not" in p.message]
+    assert [m.split(" ", 2)[2] for m in messages] == ([problem] if problem else []), messages
