@@ -99,7 +99,7 @@ def _write_ca_bundle(ca_cert: Path, folder: Path) -> Path:
     """The public CA bundle plus the user's certificates, as `envkit build` passes them."""
     path = folder / CA_FILE
     with tempfile.TemporaryDirectory(prefix="envkit-ca-", dir=folder) as tmp:
-        os.replace(build._ca_bundle(ca_cert, Path(tmp)), path)
+        os.replace(build.ca_bundle(ca_cert, Path(tmp)), path)
     return path
 
 

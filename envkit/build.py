@@ -212,7 +212,7 @@ def check_options(options: BuildOptions) -> None:
         _read_ca_cert(options.ca_cert)
 
 
-def _ca_bundle(extra: Path, into: Path) -> Path:
+def ca_bundle(extra: Path, into: Path) -> Path:
     """The public CA bundle plus the user's extra certificates, as one secret file."""
     text = _read_ca_cert(extra)
     try:
@@ -299,7 +299,7 @@ def _build_or_reuse(
         context.mkdir()
         if context_dir:
             context = context_dir.resolve()
-        secrets = {CA_SECRET: _ca_bundle(options.ca_cert, tmp_path)} if options.ca_cert else {}
+        secrets = {CA_SECRET: ca_bundle(options.ca_cert, tmp_path)} if options.ca_cert else {}
         outcome = engine.build(
             context=context,
             dockerfile=dockerfile_path,

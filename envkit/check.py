@@ -14,9 +14,8 @@ from .matrix import FLAVOURS, PYTORCH_INDEX, Entry, Matrix, Problem
 
 _PYTHON_BASE = re.compile(r"(?:^|/)python:(\d+\.\d+)")
 _CUDA_BASE = re.compile(r"(?:^|/)nvidia/cuda:(\d+\.\d+)")
-# Ubuntu releases and the python3 they ship, for devel bases built on plain Ubuntu.
-_UBUNTU_PYTHON = {"18.04": "3.6", "20.04": "3.8", "22.04": "3.10", "24.04": "3.12"}
-_INDEX_VARIANT = re.compile(r"download\.pytorch\.org/whl/(cu\d+|cpu)\b")
+# PyTorch's index serves each variant under its own folder: .../whl/cu118, .../whl/cpu.
+_INDEX_VARIANT = re.compile(re.escape(PYTORCH_INDEX.partition("://")[2]) + r"/(cu\d+|cpu)\b")
 _UBUNTU_BASE = re.compile(r"(?:^|/)ubuntu:(\d\d\.\d\d)")
 
 
@@ -135,12 +134,12 @@ def entry_problems(entry: Entry, path: str) -> list[Problem]:
             f"{entry.python}",
             f"use python:{entry.python}-slim-...",
         )
-    ubuntu = _UBUNTU_BASE.search(entry.base_image)
-    if ubuntu and _UBUNTU_PYTHON.get(ubuntu.group(1), entry.python) != entry.python:
+    ubuntu_base = _UBUNTU_BASE.search(entry.base_image)
+    ubuntu = facts.ubuntu_release(ubuntu_base.group(1)) if ubuntu_base else None
+    if ubuntu and ubuntu.python != entry.python:
         bad(
             "base_image",
-            f"Ubuntu {ubuntu.group(1)} ships Python {_UBUNTU_PYTHON[ubuntu.group(1)]}, entry "
-            f"needs {entry.python}",
+            f"Ubuntu {ubuntu.release} ships Python {ubuntu.python}, entry needs {entry.python}",
             "pick the Ubuntu release whose python3 matches",
         )
     cuda_base = _CUDA_BASE.search(entry.base_image)

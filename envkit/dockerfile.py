@@ -8,12 +8,13 @@ from pathlib import Path
 
 from packaging.version import Version
 
+from . import facts
 from .errors import BadInput
 from .matrix import Entry
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
-# Ubuntu release (by the python3 it ships) -> NVIDIA's CUDA apt repository name.
-_UBUNTU_REPO = {"3.8": "ubuntu2004", "3.10": "ubuntu2204", "3.12": "ubuntu2404"}
+# The devel template is offered on Ubuntu 20.04 and later; ubuntu.yaml lists 18.04 for check.
+_OLDEST_DEVEL_UBUNTU = (20, 4)
 
 
 def templates_dir() -> Path:
@@ -65,13 +66,18 @@ def import_check(entry: Entry) -> str:
 
 def ubuntu_repo(entry: Entry) -> str:
     """NVIDIA's apt repository for the devel base (chosen by the entry's Python)."""
-    repo = _UBUNTU_REPO.get(entry.python)
-    if repo is None:
-        raise BadInput(
-            f"entry {entry.name}: no Ubuntu release ships Python {entry.python} for a devel image",
-            f"use Python {' or '.join(_UBUNTU_REPO)} for devel entries",
-        )
-    return repo
+    ubuntus = [
+        u
+        for u in facts.ubuntu_releases()
+        if facts.version_numbers(u.release) >= _OLDEST_DEVEL_UBUNTU
+    ]
+    for ubuntu in ubuntus:
+        if ubuntu.python == entry.python:
+            return ubuntu.cuda_repo
+    raise BadInput(
+        f"entry {entry.name}: no Ubuntu release ships Python {entry.python} for a devel image",
+        f"use Python {' or '.join(u.python for u in ubuntus)} for devel entries",
+    )
 
 
 def cuda_apt_packages(entry: Entry) -> str:

@@ -355,3 +355,37 @@ def required_pins(torch: str, torchvision: str | None) -> list[dict]:
         if applies:
             out.append({"pin": rule["pin"], "why": " ".join(rule["why"].split())})
     return out
+
+
+@dataclass(frozen=True)
+class UbuntuRelease:
+    """An Ubuntu release: the python3 it ships and the name of NVIDIA's CUDA apt repository."""
+
+    release: str
+    codename: str
+    python: str
+    cuda_repo: str
+
+
+@functools.lru_cache(maxsize=1)
+def ubuntu_releases() -> tuple[UbuntuRelease, ...]:
+    """All rows of ubuntu.yaml, oldest first."""
+    rows = _load("ubuntu.yaml")["ubuntu"]
+    releases = [
+        UbuntuRelease(
+            release=str(r["release"]),
+            codename=str(r["codename"]),
+            python=str(r["python"]),
+            cuda_repo=str(r["cuda_repo"]),
+        )
+        for r in rows
+    ]
+    return tuple(sorted(releases, key=lambda r: version_numbers(r.release)))
+
+
+def ubuntu_release(release: str) -> UbuntuRelease | None:
+    """The row for an Ubuntu release such as "22.04"; None if unknown."""
+    for row in ubuntu_releases():
+        if row.release == release:
+            return row
+    return None

@@ -152,12 +152,14 @@ def _requirement_problem(text: str) -> str | None:
     return None
 
 
-def _did_you_mean(word: str, choices) -> str | None:
+def did_you_mean(word: str, choices) -> str | None:
+    """A "did you mean 'x'?" hint naming the choice closest to a misspelt word; None if none is."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def _line(node: yaml.Node) -> int:
+def node_line(node: yaml.Node) -> int:
+    """The 1-based line a composed YAML node starts on."""
     return node.start_mark.line + 1
 
 
@@ -169,7 +171,7 @@ class _Reader:
         self.problems: list[Problem] = []
 
     def problem(self, node_or_line, message: str, fix: str | None = None) -> None:
-        line = node_or_line if isinstance(node_or_line, int) else _line(node_or_line)
+        line = node_or_line if isinstance(node_or_line, int) else node_line(node_or_line)
         self.problems.append(Problem(self.path, line, message, fix))
 
     def mapping(self, node: yaml.Node, what: str) -> list[tuple[yaml.Node, yaml.Node]] | None:
@@ -190,7 +192,7 @@ class _Reader:
                     "remove or rename one of them",
                 )
                 continue
-            seen[name] = _line(key)
+            seen[name] = node_line(key)
             pairs.append((key, value))
         return pairs
 
@@ -248,7 +250,7 @@ class _Reader:
             self.problem(node, f"python {text!r} is not a version like 3.8", 'quote it: "3.10"')
             return None
         if kind == "flavour" and text not in FLAVOURS:
-            fix = _did_you_mean(text, FLAVOURS) or f"use one of {', '.join(FLAVOURS)}"
+            fix = did_you_mean(text, FLAVOURS) or f"use one of {', '.join(FLAVOURS)}"
             self.problem(node, f"flavour {text!r} is not one of {', '.join(FLAVOURS)}", fix)
             return None
         if kind == "str" and node.tag.endswith((":int", ":float", ":bool")):
@@ -283,11 +285,11 @@ class _Reader:
                 self.problem(
                     key_node,
                     f"unknown key {key!r} in entry {name!r}",
-                    _did_you_mean(key, _ENTRY_KEYS) or f"known keys: {', '.join(_ENTRY_KEYS)}",
+                    did_you_mean(key, _ENTRY_KEYS) or f"known keys: {', '.join(_ENTRY_KEYS)}",
                 )
                 continue
             values[key] = self.value(key, _ENTRY_KEYS[key][1], value_node)
-            lines[key] = _line(key_node)
+            lines[key] = node_line(key_node)
         for key, (required, _) in _ENTRY_KEYS.items():
             if required and key not in values:
                 self.problem(name_node, f"entry {name!r} is missing {key!r}", f"add `{key}: ...`")
@@ -308,7 +310,7 @@ class _Reader:
             pins=values.get("pins") or (),
             dockerfile=values.get("dockerfile") or values.get("flavour") or "runtime",
             description=values.get("description") or "",
-            line=_line(name_node),
+            line=node_line(name_node),
             lines=lines,
         )
 
@@ -338,7 +340,7 @@ class _Reader:
                 self.problem(
                     key_node,
                     f"unknown top-level key {key_node.value!r}",
-                    _did_you_mean(key_node.value, _TOP_KEYS)
+                    did_you_mean(key_node.value, _TOP_KEYS)
                     or f"known keys: {', '.join(_TOP_KEYS)}",
                 )
             sections[key_node.value] = value_node

@@ -12,7 +12,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from .errors import BadInput, MatrixError
-from .matrix import Problem, _did_you_mean, _line
+from .matrix import Problem, did_you_mean, node_line
 
 PROJECT_FILE = "envkit.yaml"
 CA_SECRET_PATH = "/run/secrets/envkit-ca"
@@ -61,7 +61,7 @@ class _Reader:
         self.problems: list[Problem] = []
 
     def problem(self, where, message: str, fix: str | None = None) -> None:
-        line = where if isinstance(where, int) else _line(where)
+        line = where if isinstance(where, int) else node_line(where)
         self.problems.append(Problem(self.path, line, message, fix))
 
     def string(self, key: str, node: yaml.Node) -> str | None:
@@ -169,7 +169,7 @@ class _Reader:
                 self.problem(
                     key_node,
                     f"unknown key {key!r}",
-                    _did_you_mean(key, _KEYS) or f"known keys: {', '.join(_KEYS)}",
+                    did_you_mean(key, _KEYS) or f"known keys: {', '.join(_KEYS)}",
                 )
                 continue
             if key in values:

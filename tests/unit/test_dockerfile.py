@@ -85,6 +85,22 @@ def test_devel_needs_an_ubuntu_python():
     with pytest.raises(BadInput) as info:
         dockerfile.render(entry)
     assert "no Ubuntu release ships Python 3.9" in info.value.message
+    assert info.value.fix == "use Python 3.8 or 3.10 or 3.12 for devel entries"
+
+
+def test_devel_images_start_at_ubuntu_20_04():
+    # Ubuntu 18.04 ships Python 3.6 and is in the fact table, but no devel image is built on it.
+    entry = _entry(
+        flavour="devel", dockerfile="devel", cuda="10.2", python="3.6", base_image="ubuntu:18.04"
+    )
+    with pytest.raises(BadInput, match="no Ubuntu release ships Python 3.6"):
+        dockerfile.render(entry)
+
+
+@pytest.mark.parametrize(("python", "repo"), [("3.8", "ubuntu2004"), ("3.12", "ubuntu2404")])
+def test_devel_repo_follows_the_ubuntu_whose_python_the_entry_has(python, repo):
+    entry = _entry(flavour="devel", dockerfile="devel", cuda="12.4", python=python)
+    assert dockerfile.ubuntu_repo(entry) == repo
 
 
 def test_devel_installs_the_toolkit_of_the_entry_cuda():

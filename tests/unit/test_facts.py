@@ -316,3 +316,14 @@ def test_gpu_peaks():
 def test_tables_are_cached():
     assert facts.torch_releases() is facts.torch_releases()
     assert facts.gpu_models() is facts.gpu_models()
+
+
+def test_ubuntu_table_names_each_release_its_python_and_nvidia_repo():
+    rows = facts.ubuntu_releases()
+    assert [r.release for r in rows] == ["18.04", "20.04", "22.04", "24.04"]
+    assert [r.python for r in rows] == ["3.6", "3.8", "3.10", "3.12"]
+    for row in rows:
+        # NVIDIA names the repository after the release: 22.04 -> ubuntu2204.
+        assert row.cuda_repo == "ubuntu" + row.release.replace(".", "")
+    assert facts.ubuntu_release("22.04").codename == "jammy"
+    assert facts.ubuntu_release("23.10") is None

@@ -207,3 +207,36 @@ def test_a_cuda_variant_never_published_is_one_problem_not_an_index_to_set():
     messages = [p.message for p in check(loaded)]
     assert any("never published for CUDA 10.7" in m for m in messages), messages
     assert not any("index" in m for m in messages), messages  # no cu107 index exists to name
+
+
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("ubuntu:22.04", "Ubuntu 22.04 ships Python 3.10, entry needs 3.8"),
+        ("ubuntu:20.04", None),
+        ("ubuntu:23.10", None),  # a release the table does not know is not judged
+    ],
+)
+def test_an_ubuntu_base_must_ship_the_entry_python(base, problem):
+    from envkit.check import check
+
+    loaded = matrix.parse(TORCH14.replace("python:3.8-slim-bookworm", base))
+    messages = [p.message for p in check(loaded) if p.message.startswith("Ubuntu")]
+    assert messages == ([problem] if problem else []), messages
+
+
+@pytest.mark.parametrize(
+    ("index", "problem"),
+    [
+        ("https://download.pytorch.org/whl/cu118", "serves cu118 wheels, not cu101"),
+        ("https://download.pytorch.org/whl/cpu", "serves cpu wheels, not cu101"),
+        ("https://download.pytorch.org/whl/cu101", None),
+        ("https://mirror.example/whl/cu118", None),  # another index: its folders mean nothing
+    ],
+)
+def test_a_pytorch_index_must_serve_the_entry_variant(index, problem):
+    from envkit.check import check
+
+    loaded = matrix.parse(TORCH14 + f"    index_url: {index}\n")
+    messages = [p.message for p in check(loaded) if "wheels, not" in p.message]
+    assert [m.split(" ", 2)[2] for m in messages] == ([problem] if problem else []), messages
