@@ -50,13 +50,13 @@ def _gpu_usable() -> bool:
 def pytest_collection_modifyitems(config, items):
     gpu = None
     for item in items:
-        if "docker" in item.keywords and not os.environ.get("CI") and not _engine_answers():
+        if item.get_closest_marker("docker") and not os.environ.get("CI") and not _engine_answers():
             item.add_marker(
                 pytest.mark.skip(
                     reason="no Docker engine answers (run scripts/engine-up.sh as root)"
                 )
             )
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu"):
             if gpu is None:
                 gpu = _gpu_usable()
             if not gpu:
@@ -65,7 +65,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_runtest_setup(item):
     """Under CI a missing engine fails every Docker test: .ci/run is meant to start one."""
-    if "docker" in item.keywords and os.environ.get("CI") and not _engine_answers():
+    if item.get_closest_marker("docker") and os.environ.get("CI") and not _engine_answers():
         pytest.fail("CI must provide a Docker engine (.ci/run starts one); none answers")
 
 
