@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import inside, programs
-from .errors import CheckFailed, make_folder
+from . import run as runner
+from .errors import BadInput, CheckFailed, make_folder
 from .inside import bench
+from .matrix import Entry
 from .programs import Place, Progress
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `envkit bench ARGS [--host]` asks for: two reports to compare, or a run in one
+    entry's image, or (neither) a run on this host."""
+
+    compare: tuple[str, str] | None = None
+    entry: str | None = None
+
+
+def read_request(args: Sequence[str], *, on_host: bool) -> Request:
+    """Interpret bench's words: `compare A.json B.json`, `NAME`, or none with --host."""
+    if args and args[0] == "compare":
+        if len(args) != 3:
+            raise BadInput("compare takes two reports", "envkit bench compare A.json B.json")
+        return Request(compare=(args[1], args[2]))
+    if on_host == bool(args) or len(args) > 1:
+        raise BadInput("name one entry, or pass --host", "envkit bench NAME | envkit bench --host")
+    return Request(entry=args[0] if args else None)
+
+
+class Devices(NamedTuple):
+    """What a bench in an image runs with."""
+
+    gpus: str | None  # attached to the container (None: none)
+    device: str  # bench.py's --device
+    note: str | None  # why --gpus auto attached none
+
+
+def devices_for(gpus: str, entry: Entry) -> Devices:
+    """The GPUs `--gpus` attaches and the device bench.py must use. GPUs given to a CUDA build
+    must be used: --device cuda then, so a run that cannot use them reports no_gpu instead of
+    silently training on the CPU; otherwise bench.py chooses (auto)."""
+    requested, note = runner.resolve_gpus(gpus)
+    return Devices(requested, "cuda" if requested and entry.cuda else "auto", note)
 
 
 def program_args(*, quick: bool, device: str, out_name: str, data: str | None) -> list[str]:

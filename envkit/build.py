@@ -502,3 +502,69 @@ def build_many(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------ what `envkit build` builds
+
+
+def project_image(folder: Path, tag_prefix: str) -> tuple[str, str]:
+    """The current image of the project in `folder` and its entry's name (`envkit run .`)."""
+    from .project import PROJECT_FILE, load_project
+
+    project = load_project(folder)
+    if project is None:
+        raise BadInput(
+            f"no {PROJECT_FILE} in {folder}",
+            "write one with `envkit init`, or name a matrix entry",
+        )
+    return current_project_image(project, BuildOptions(tag_prefix=tag_prefix)), project.entry
+
+
+def requested_project(names, all_entries: bool, filtered: bool, folder: Path):
+    """The project in `folder` when neither names, --all nor a filter say what to build; None
+    when they do. Names together with --all, or nothing to build at all, is bad input."""
+    from .project import PROJECT_FILE, load_project
+
+    if names and all_entries:
+        raise BadInput(
+            "--all builds every entry (the filters narrow it); names build only those",
+            "drop --all or the names: envkit build NAME..., or envkit build --all [--torch ...]",
+        )
+    if names or all_entries or filtered:
+        return None
+    project = load_project(folder)
+    if project is None:
+        raise BadInput(
+            f"name an entry to build, pass --all / a filter, or run in a folder with "
+            f"{PROJECT_FILE}",
+            "e.g. envkit build torch1.4-cuda10; see envkit list, or envkit init",
+        )
+    return project
+
+
+def build_requested(
+    entries: list[Entry],
+    options: BuildOptions,
+    *,
+    project=None,
+    lock_path: Path | None = None,
+    jobs: int = 1,
+    on_event: Callable[[str, engine.BuildEvent], None] | None = None,
+    on_result: Callable[[BuildResult], None] | None = None,
+) -> list[BuildResult]:
+    """Build what `envkit build` was asked for: the one entry checked against the lock at
+    `lock_path` (--locked), else the project on its entry, else every entry, `jobs` at a time."""
+    if lock_path is not None:
+        from . import lock
+
+        if len(entries) != 1:
+            raise BadInput("--locked builds exactly one entry", "name the locked entry")
+        results = [lock.build_locked(entries[0], options, lock.read_lock(lock_path), on_event)]
+    elif project is not None:
+        results = build_project(project, entries[0], options, on_event)
+    else:
+        return build_many(entries, options, jobs, on_event, on_result)
+    for result in results:
+        if on_result:
+            on_result(result)
+    return results

@@ -128,6 +128,11 @@ def compare_bench(a: dict, b: dict) -> list[dict]:
     return rows
 
 
+def compare_files(a_path, b_path) -> list[dict]:
+    """compare_bench rows for two report files (`envkit bench compare A.json B.json`)."""
+    return compare_bench(load_bench(a_path), load_bench(b_path))
+
+
 def _num(value, digits: int = 1):
     if value is None:
         return None

@@ -123,10 +123,10 @@ def test_bench_usage_errors_are_exit_2(tmp_path):
 def test_live_build_progress_redraws_one_line_on_a_terminal(capsys):
     """Build progress on a terminal: steps redrawn in place, result printed, no thread left."""
     from envkit.build import BuildResult
-    from envkit.cli import _Progress
+    from envkit.cli.building import BuildProgress
     from envkit.engine import BuildEvent
 
-    progress = _Progress(live=True)
+    progress = BuildProgress(live=True)
     progress.event("torch1.4-cuda10", BuildEvent("step", "RUN pip install torch", 3, 7))
     progress.event("torch1.4-cuda10", BuildEvent("log", "Collecting torch"))
     progress.done(

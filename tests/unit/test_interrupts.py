@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from envkit import cli, engine
+from envkit import engine
+from envkit.cli import main, options
 from envkit.errors import Terminated
 
 
@@ -28,7 +29,7 @@ def test_the_first_signal_starts_cleanup_and_later_ones_cannot_cut_it_short(
     saved_handlers, sig, raised
 ):
     with pytest.raises(raised) as caught:
-        cli._interrupted(sig, None)
+        options.interrupted(sig, None)
     assert isinstance(caught.value, Terminated) == (sig == signal.SIGTERM)
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
@@ -38,7 +39,7 @@ def test_handlers_are_restored_after_a_command(saved_handlers):
     from click.testing import CliRunner
 
     before = signal.getsignal(signal.SIGTERM)
-    assert CliRunner().invoke(cli.main, ["list", "--torch", "1.4"]).exit_code == 0
+    assert CliRunner().invoke(main, ["list", "--torch", "1.4"]).exit_code == 0
     assert signal.getsignal(signal.SIGTERM) == before
 
 

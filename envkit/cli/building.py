@@ -1,0 +1,327 @@
+"""Building images and what comes with them: envkit build, bake, lock, inspect, clean."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from .. import bake as baker
+from .. import build as builder
+from .. import check as rules
+from .. import engine, lock
+from ..errors import BadInput
+from ..table import format_table
+from .options import (
+    EXIT_CODES,
+    build_options,
+    emit_json,
+    entry_filters,
+    handles_errors,
+    image_for,
+    image_options,
+    loaded_matrix,
+    select_entries,
+    tag_option,
+)
+
+
+class BuildProgress:
+    """Live status on a terminal (one line, redrawn), plain lines otherwise."""
+
+    def __init__(self, live: bool):
+        self.live = live
+        self.state: dict[str, str] = {}
+        self.started: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ticker = None
+        if live:
+            self.ticker = threading.Thread(target=self._tick, daemon=True)
+            self.ticker.start()
+
+    def _line(self) -> str:
+        now = time.monotonic()
+        parts = [
+            f"{name} {text} ({now - self.started[name]:.0f}s)" for name, text in self.state.items()
+        ]
+        width = shutil.get_terminal_size().columns - 1
+        return " | ".join(parts)[:width]
+
+    def _tick(self):
+        while not self.stop.wait(1.0):
+            with self.lock:
+                if self.state:
+                    click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
+
+    def event(self, name, event):
+        """Show a build step of entry `name` (log lines go to the build log only)."""
+        if event.kind != "step":
+            return
+        with self.lock:
+            self.started.setdefault(name, time.monotonic())
+            self.state[name] = f"step {event.step}/{event.steps}: {event.text[:60]}"
+            if self.live:
+                click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
+            else:
+                elapsed = time.monotonic() - self.started[name]
+                click.echo(
+                    f"[{name}] step {event.step}/{event.steps} ({elapsed:.0f}s): "
+                    f"{event.text[:100]}",
+                    err=True,
+                )
+
+    def done(self, result):
+        """Replace an entry's status with its result."""
+        with self.lock:
+            self.state.pop(result.name, None)
+            if self.live:
+                click.echo("\r\x1b[K", nl=False, err=True)
+            render_build_result(result)
+
+    def close(self):
+        """Stop redrawing and clear the status line."""
+        self.stop.set()
+        if self.ticker is not None:
+            self.ticker.join()
+        if self.live:
+            click.echo("\r\x1b[K", nl=False, err=True)
+
+
+def render_build_result(result) -> None:
+    """One build's outcome on stderr: tags when it worked, else the error, log tail and fix."""
+    if result.ok:
+        what = "up to date" if result.status == "up-to-date" else "built"
+        click.secho(
+            f"{result.name}: {what} in {result.seconds:.2f}s -> {', '.join(result.tags)}",
+            fg="green",
+            err=True,
+        )
+        return
+    click.secho(f"{result.name}: {result.error}", fg="red", err=True)
+    for line in result.tail:
+        click.echo(f"    {line}", err=True)
+    if result.fix:
+        click.echo(f"fix: {result.fix}", err=True)
+
+
+def _build_options(settings: dict) -> builder.BuildOptions:
+    """BuildOptions from the command's options of the same names, refused early when unusable."""
+    names = {f.name for f in dataclasses.fields(builder.BuildOptions)}
+    options = builder.BuildOptions(**{k: v for k, v in settings.items() if k in names})
+    builder.check_options(options)
+    return options
+
+
+def _warn_broken_rules(ctx: click.Context, entries) -> None:
+    """Say which of `check`'s rules the entries to build break. A warning, not a refusal: the
+    fact tables can lag a new torch release, and the build itself has the last word."""
+    path = str(loaded_matrix(ctx).path)
+    for entry in entries:
+        for problem in rules.errors(rules.entry_problems(entry, path)):
+            click.secho(
+                f"warning: {entry.name} breaks a matrix rule: {problem}", fg="yellow", err=True
+            )
+
+
+@click.command(
+    epilog=EXIT_CODES
+    + """
+
+\b
+Tags: PREFIX/NAME:latest and PREFIX/NAME:<content hash>, where the hash covers the rendered
+Dockerfile, build args, base image and wheelhouse; a build whose hash exists returns at once.
+Full logs: ~/.cache/envkit/logs (path printed).
+Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1."""
+)
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_entries", is_flag=True, help="Build every (filtered) entry.")
+@entry_filters
+@click.option(
+    "-j",
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Builds to run in parallel.",
+)
+@image_options
+@click.option("--push", is_flag=True, help="Push both tags after building.")
+@click.option("--force", is_flag=True, help="Build even when the content tag exists.")
+@build_options
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write full build logs.",
+)
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Refuse the result unless its packages equal envkit.lock's (names the differences).",
+)
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="envkit.lock",
+    show_default=True,
+    help="Lock file for --locked.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
+@click.pass_context
+@handles_errors
+def build(
+    ctx,
+    names,
+    all_entries,
+    torch_spec,
+    cuda,
+    python,
+    flavour,
+    jobs,
+    locked,
+    lock_path,
+    as_json,
+    **build_settings,
+):
+    """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters]."""
+    filtered = any([torch_spec, cuda, python, flavour])
+    project = builder.requested_project(names, all_entries, filtered, Path.cwd())
+    if project is not None:
+        entries = [loaded_matrix(ctx).get(project.entry)]
+    else:
+        _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)  # not empty
+    options = _build_options(build_settings)
+    _warn_broken_rules(ctx, entries)
+    progress = BuildProgress(live=sys.stderr.isatty() and not as_json)
+    try:
+        results = builder.build_requested(
+            entries,
+            options,
+            project=project,
+            lock_path=lock_path if locked else None,
+            jobs=jobs,
+            on_event=progress.event,
+            on_result=progress.done,
+        )
+    finally:
+        progress.close()
+    for result in results:
+        if result.log_path:
+            click.echo(f"{result.name}: log {result.log_path}", err=True)
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@click.command(
+    epilog=EXIT_CODES
+    + """
+
+\b
+Then: docker buildx bake -f FILE [TARGET...]   (targets are entry names with '.' as '_')"""
+)
+@click.argument("names", nargs=-1)
+@entry_filters
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default="docker-bake.json",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bake file to write.",
+)
+@image_options
+@build_options
+@click.option("--json", "as_json", is_flag=True, help="Print the file and its targets as JSON.")
+@click.pass_context
+@handles_errors
+def bake(ctx, names, torch_spec, cuda, python, flavour, output, as_json, **build_settings):
+    """Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`."""
+    _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)
+    options = _build_options(build_settings)
+    path = baker.write_bake(entries, options, output)
+    targets = [baker.target_name(e) for e in entries]
+    if as_json:
+        emit_json({"file": str(path), "targets": targets})
+        return
+    click.echo(f"wrote {path}: {len(targets)} targets", err=True)
+    click.echo(f"docker buildx bake -f {path}")
+
+
+@click.command("lock", epilog=EXIT_CODES)
+@click.argument("name")
+@build_options
+@tag_option
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="envkit.lock",
+    show_default=True,
+    help="Where to write the lock.",
+)
+@click.pass_context
+@handles_errors
+def lock_cmd(ctx, name, out_path, **build_settings):
+    """Write envkit.lock for NAME's built image: base image digest, image id, and the exact
+    Python packages inside. Pass the same build options you built with."""
+    entry = loaded_matrix(ctx).get(name)
+    options = _build_options(build_settings)
+    lock.check_out_path(out_path)
+    made = lock.make_lock(entry, options)
+    lock.write_lock(made, out_path)
+    click.echo(
+        f"{out_path}: {entry.name}, {len(made.packages)} packages, image {made.image_id[:19]}"
+    )
+
+
+@click.command(epilog=EXIT_CODES)
+@click.argument("ref")
+@tag_option
+@click.option("--json", "as_json", is_flag=True, help="Print labels as JSON.")
+@click.pass_context
+@handles_errors
+def inspect(ctx, ref, tag_prefix, as_json):
+    """Show the envkit labels of a built image (an entry name, . for the project in this
+    folder, or any image reference)."""
+    if ref == ".":
+        image, _ = image_for(ctx, ref, tag_prefix)
+    else:
+        image = (
+            ref if ":" in ref or "/" in ref else f"{tag_prefix}/{loaded_matrix(ctx).get(ref).name}"
+        )
+    if ":" not in image.rsplit("/", 1)[-1]:
+        image += ":latest"
+    engine.require_built(image, ref if image.startswith(f"{tag_prefix}/{ref}:") else "NAME")
+    labels = engine.image_labels(image) or {}
+    ours = {
+        k: v
+        for k, v in sorted(labels.items())
+        if k.startswith(("io.envkit.", "org.opencontainers."))
+    }
+    if not any(k.startswith("io.envkit.") for k in ours):
+        raise BadInput(
+            f"{image} is not an image envkit built (it has no io.envkit labels)",
+            "name an entry (envkit list) or an image made by envkit build",
+        )
+    if as_json:
+        emit_json({"image": image, "labels": ours})
+        return
+    click.echo(format_table(["LABEL", "VALUE"], [[k, v] for k, v in ours.items()]))
+
+
+@click.command(epilog=EXIT_CODES)
+@handles_errors
+def clean():
+    """Remove every container envkit started that is still around (label io.envkit)."""
+    removed = engine.remove_leftovers()
+    click.echo(
+        f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else "")
+    )
