@@ -164,7 +164,7 @@ def _major_minor(cuda: str) -> str | None:
     return f"{int(parts[0])}.{int(parts[1])}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_release(version: str) -> CudaRelease | None:
     """The toolkit row for a CUDA version ("12.1", "12.1.105" or "cu121"); None if unknown."""
     key = _major_minor(version)
@@ -223,7 +223,7 @@ def arch_builds() -> tuple[ArchBuild, ...]:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arch_build(torch: str, cuda: str) -> ArchBuild | None:
     """The arch.yaml row for the official wheel of this torch and CUDA variant; None if unknown."""
     version = parse_release(torch)
