@@ -88,6 +88,9 @@ step probe-host.json 180 "$PY" envkit/inside/probe.py
 # minutes on an H100), then the quick one
 step bench-default.json 300 "$PY" envkit/inside/bench.py --device cuda --out "$OUT/bench-gpu.json"
 step bench-quick.json 180 "$PY" envkit/inside/bench.py --device cuda --quick
+# the same quick run as a user starts it: the CLI runs the bundled program through
+# envkit.programs on this host and picks the device itself
+envkit_step bench-host-cli.json 240 "$PY" -m envkit bench --host --quick --json --out "$OUT/bench-cli"
 # fp16 with loss scaling, the mixed precision of GPUs without bf16: asked for by name, so it
 # runs on a bf16 GPU too
 step bench-fp16.json 120 "$PY" envkit/inside/bench.py --device cuda --parts throughput --precisions fp16 --batches 256,1024

@@ -33,6 +33,7 @@ STEPS = [
     "probe-host.json",
     "bench-default.json",
     "bench-quick.json",
+    "bench-host-cli.json",
     "bench-fp16.json",
     "bench-oom.json",
     "reference-1024.json",
@@ -87,6 +88,9 @@ def test_every_step_runs_and_gpu_steps_fail_the_documented_way(tmp_path):
     for name in ("bench-default.json", "bench-quick.json", "bench-fp16.json", "bench-oom.json"):
         assert codes[name] == str(bench.EXIT_NO_GPU), name
     assert codes["reference-1024.json"] == str(bench.EXIT_NO_GPU)
+    # The CLI's own host run picks the CPU here and passes the accuracy gate.
+    assert codes["bench-host-cli.json"] == "0"
+    assert json.loads((out / "bench-host-cli.json").read_text())["status"] == "ok"
     assert codes["pytest-gpu.txt"] == "0"
 
     doctor = json.loads((out / "doctor-host.json").read_text())
