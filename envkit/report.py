@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from envkit.errors import BadInput, EnvkitError
+from envkit.gpu.host import sm_name
 from envkit.table import format_table
 
 SUPPORTED_SCHEMAS = (1,)
@@ -202,7 +203,7 @@ def render_bench(doc: dict) -> str:
     if env:
         gpu = env.get("gpu") or "none"
         if env.get("capability"):
-            gpu += f" (sm_{env['capability'].replace('.', '')})"
+            gpu += f" ({sm_name(env['capability'])})"
         out.append(
             f"torch {env.get('torch')}  cuda {env.get('cuda') or '-'}"
             f"  cudnn {env.get('cudnn') or '-'}  python {env.get('python')}"

@@ -9,6 +9,7 @@ from .. import facts
 from ..gpu import fit as gpu_fit
 from ..gpu.host import sm_name
 from ..gpu.known_errors import explain_error, last_line, with_explanation
+from ..matrix import PYTORCH_INDEX
 from .finding import GIB, Check, human_bytes
 from .host_checks import shm_check
 
@@ -170,7 +171,7 @@ def _cuda_check(
             f"CUDA unavailable: {text}",
             (_mismatch_fix(entry, host_probe) if entry is not None else None)
             or "install a CUDA build of torch (pip install --index-url "
-            "https://download.pytorch.org/whl/cu<XY> torch)",
+            f"{PYTORCH_INDEX}/cu<XY> torch)",
         )
     if entry is not None and entry.cuda is None:
         return Check(
