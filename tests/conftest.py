@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Docker engine, local base image, wheelhouses and built test images.
+"""Shared fixtures: the real Docker engine, local base image, wheelhouses and built test images;
+the fact tables that the doctor and envkit.gpu rules read.
 
 Docker tests skip (with the reason) when no engine answers, except under CI=true, where a
 missing engine is a failure: CI installs and starts one itself.
@@ -67,6 +68,14 @@ def pytest_runtest_setup(item):
     """Under CI a missing engine fails every Docker test: .ci/run is meant to start one."""
     if item.get_closest_marker("docker") and os.environ.get("CI") and not _engine_answers():
         pytest.fail("CI must provide a Docker engine (.ci/run starts one); none answers")
+
+
+@pytest.fixture
+def facts():
+    """The fact tables the rules read."""
+    from envkit import facts as real
+
+    return real
 
 
 def interruptible() -> None:
