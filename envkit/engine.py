@@ -430,29 +430,37 @@ def container(
     tty: bool = False,
     stdin_open: bool = False,
 ) -> Iterator:
-    """A started container that is stopped, killed if need be, and removed on exit."""
+    """A started container that is stopped, killed if need be, and removed on exit.
+
+    Its first process is an init (docker-init), so a stop reaches a command that installs no
+    SIGTERM handler at once instead of after the engine's grace period."""
     import docker
 
+    engine = client()
     name = container_name(entry)
+    made = None
     try:
-        made = client().containers.create(
-            image,
-            command,
-            name=name,
-            labels={LABEL: "1", f"{LABEL}.entry": entry},
-            device_requests=device_requests(gpus),
-            mounts=mounts or [],
-            environment=environment or {},
-            shm_size=shm_size,
-            ipc_mode=ipc_mode,
-            user=user,
-            working_dir=working_dir,
-            tty=tty,
-            stdin_open=stdin_open,
-        )
-    except docker.errors.APIError as exc:
-        raise _start_error(exc, image) from None
-    try:
+        try:
+            made = _despite_interrupts(
+                lambda: engine.containers.create(
+                    image,
+                    command,
+                    name=name,
+                    labels={LABEL: "1", f"{LABEL}.entry": entry},
+                    init=True,
+                    device_requests=device_requests(gpus),
+                    mounts=mounts or [],
+                    environment=environment or {},
+                    shm_size=shm_size,
+                    ipc_mode=ipc_mode,
+                    user=user,
+                    working_dir=working_dir,
+                    tty=tty,
+                    stdin_open=stdin_open,
+                )
+            )
+        except docker.errors.APIError as exc:
+            raise _start_error(exc, image) from None
         try:
             made.start()
         except docker.errors.APIError as exc:
@@ -460,7 +468,36 @@ def container(
         yield made
     finally:
         if os.environ.get(KEEP_ENV) != "1":
-            _remove(made)
+            if made is not None:
+                _remove(made)
+            else:  # the create failed or was interrupted after the engine made it
+                _remove_by_name(name)
+
+
+def _despite_interrupts(call: Callable):
+    """call() run to its end in a worker thread, an interrupt meanwhile re-raised after it: an
+    engine request cut off half-way would leave unknown whether the engine did the work."""
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    interrupted = None
+    while worker.is_alive():
+        try:
+            worker.join()
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _cleanup_errors() -> tuple:
@@ -608,7 +645,20 @@ def run_command(
             if stderr.startswith(seen):
                 for line in stderr[len(seen) :].splitlines():
                     on_stderr(line)
-    return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
+    code = int(status.get("StatusCode", 1))
+    not_started = _INIT_EXEC_FAILED.fullmatch(stderr.strip())
+    if code in (126, 127) and not stdout and not_started:
+        # Under an init the engine starts the container and the init fails to exec the command:
+        # the same failure the engine reports itself for a container without one.
+        raise ContainerStartFailed(
+            f"the container could not start: exec {not_started.group(1)}: {not_started.group(2)}",
+            "see `envkit doctor`",
+        )
+    return ProgramResult(code, stdout, stderr)
+
+
+# How docker-init (tini) reports a command it cannot exec (it then exits 126 or 127).
+_INIT_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.+) failed: (.+)")
 
 
 def remove_image(ref: str) -> None:
