@@ -1382,4 +1382,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Ctrl-C ends the run: no report and no traceback, the shell's exit code for SIGINT.
+        sys.stderr.write("[bench] interrupted\n")
+        sys.exit(130)
