@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import __version__, dockerfile, engine
+from . import __version__, dockerfile, engine, files
 from .errors import BadInput, BuildFailed, EngineUnavailable, EnvkitError
 from .matrix import Entry
 
@@ -87,6 +88,16 @@ def log_dir(options: BuildOptions) -> Path:
         return options.log_dir
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "envkit" / "logs"
+
+
+def _log_folder(options: BuildOptions) -> Path:
+    """The log folder, made readable by its owner alone (logs name indexes and hosts); a folder
+    the user chose with --log-dir keeps the permissions it has."""
+    folder = files.private_folder(log_dir(options), "--log-dir")
+    if not options.log_dir:
+        with contextlib.suppress(OSError):  # made 0755 by an earlier envkit
+            folder.chmod(0o700)
+    return folder
 
 
 def repository(name: str, options: BuildOptions) -> str:
@@ -288,13 +299,12 @@ def _build_or_reuse(
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = (
-        log_dir(options) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}-{os.getpid()}.log"
+        _log_folder(options) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}-{os.getpid()}.log"
     )
     result.log_path = str(log_path)
     with tempfile.TemporaryDirectory(prefix="envkit-build-") as tmp:
         tmp_path = Path(tmp)
-        dockerfile_path = tmp_path / "Dockerfile"
-        dockerfile_path.write_text(text, encoding="utf-8")
+        dockerfile_path = files.write_file(tmp_path / "Dockerfile", text)
         context = tmp_path / "context"
         context.mkdir()
         if context_dir:

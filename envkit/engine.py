@@ -6,6 +6,7 @@ through a docker client that speaks BuildKit; everything else goes through the S
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -13,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import files
 from .errors import (
     BuildFailed,
     ContainerStartFailed,
@@ -270,9 +273,41 @@ def build(
     pull: bool = False,
     on_event: Callable[[BuildEvent], None] | None = None,
 ) -> BuildOutcome:
-    """Run one BuildKit build, streaming events and writing the full log to `log_path`."""
+    """Run one BuildKit build, streaming events and writing the full log to `log_path` (mode
+    0600, whole once the build ends; an EnvkitError when it cannot be written, the build then
+    cancelled)."""
+    with tempfile.TemporaryDirectory(prefix="envkit-iid-") as private:
+        # The image id comes back through a file of our own, never beside the log: a full or
+        # unwritable log folder must not turn a good build into a failed one.
+        iidfile = Path(private) / "image.iid"
+        with files.atomic_write(
+            log_path, mode=0o600, fix="pass --log-dir with a writable folder"
+        ) as log:
+            outcome = _run_build(
+                _build_cli_command(
+                    context, dockerfile, iidfile, tags, build_args, labels, secrets, no_cache, pull
+                ),
+                log,
+                on_event or (lambda event: None),
+            )
+            if outcome.ok:
+                outcome.image_id = iidfile.read_text().strip() if iidfile.exists() else None
+                outcome.ok = bool(outcome.image_id)
+        return outcome
+
+
+def _build_cli_command(
+    context: Path,
+    dockerfile: Path,
+    iidfile: Path,
+    tags: list[str],
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    secrets: dict[str, Path] | None,
+    no_cache: bool,
+    pull: bool,
+) -> list[str]:
     cmd = build_command()
-    iidfile = log_path.with_suffix(".iid")
     cmd += ["--progress=plain", "--file", str(dockerfile), "--iidfile", str(iidfile)]
     for tag in tags:
         cmd += ["--tag", tag]
@@ -287,68 +322,69 @@ def build(
     if pull:
         cmd.append("--pull")
     cmd.append(str(context))
-    env = dict(os.environ, DOCKER_BUILDKIT="1")
-    emit = on_event or (lambda event: None)
+    return cmd
+
+
+def _run_build(
+    cmd: list[str], log: files.Writer, emit: Callable[[BuildEvent], None]
+) -> BuildOutcome:
+    """Run the build client, writing its output to `log`; ok means it exited 0."""
     step_of: dict[str, str] = {}
     output_of: dict[str, list[str]] = {}
+    last_lines: collections.deque[str] = collections.deque(maxlen=25)
     failing = None
     started = time.monotonic()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
-        with _BUILDS_LOCK:
-            if _CANCELLED.is_set():  # interrupted while this build was being prepared
-                log.write("envkit: interrupted before the build started\n")
-                return BuildOutcome(False, None, 0.0, interrupted=KeyboardInterrupt())
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-                errors="replace",
-                start_new_session=True,
-            )
-            _RUNNING_BUILDS.add(proc)
-        try:
-            for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                log.write(line + "\n")
-                step = _STEP.match(line)
-                if step:
-                    vertex, n, m, text = step.groups()
-                    if vertex not in step_of:
-                        step_of[vertex] = f"[{n}/{m}] {text}"
-                        emit(BuildEvent("step", text, int(n), int(m)))
-                    continue
-                error = _VERTEX_ERROR.match(line)
-                if error and error.group(1) in step_of:
-                    failing = failing or error.group(1)
-                vertex_line = _VERTEX_LINE.match(line)
-                if vertex_line:
-                    output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
-                emit(BuildEvent("log", line))
-            code = proc.wait()
-        except KeyboardInterrupt as interrupt:
+    log.write("$ " + " ".join(cmd) + "\n")
+    # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
+    with _BUILDS_LOCK:
+        if _CANCELLED.is_set():  # interrupted while this build was being prepared
+            log.write("envkit: interrupted before the build started\n")
+            return BuildOutcome(False, None, 0.0, interrupted=KeyboardInterrupt())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, DOCKER_BUILDKIT="1"),
+            errors="replace",
+            start_new_session=True,
+        )
+        _RUNNING_BUILDS.add(proc)
+    try:
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            log.write(line + "\n")
+            last_lines.append(line)
+            step = _STEP.match(line)
+            if step:
+                vertex, n, m, text = step.groups()
+                if vertex not in step_of:
+                    step_of[vertex] = f"[{n}/{m}] {text}"
+                    emit(BuildEvent("step", text, int(n), int(m)))
+                continue
+            error = _VERTEX_ERROR.match(line)
+            if error and error.group(1) in step_of:
+                failing = failing or error.group(1)
+            vertex_line = _VERTEX_LINE.match(line)
+            if vertex_line:
+                output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
+            emit(BuildEvent("log", line))
+        code = proc.wait()
+    except KeyboardInterrupt as interrupt:
+        _stop(proc)
+        log.write("envkit: interrupted\n")
+        return BuildOutcome(False, None, time.monotonic() - started, interrupted=interrupt)
+    finally:
+        if proc.poll() is None:  # the log could not be written (or worse): cancel the build
             _stop(proc)
-            log.write("envkit: interrupted\n")
-            return BuildOutcome(False, None, time.monotonic() - started, interrupted=interrupt)
-        finally:
-            if proc.poll() is None:
-                _stop(proc)
-            _RUNNING_BUILDS.discard(proc)
+        _RUNNING_BUILDS.discard(proc)
     seconds = time.monotonic() - started
-    built = iidfile.read_text().strip() if iidfile.exists() else None
-    iidfile.unlink(missing_ok=True)
-    if code == 0 and built:
-        return BuildOutcome(True, built, seconds)
-    with open(log_path, encoding="utf-8") as log:
-        all_lines = log.read().splitlines()
+    if code == 0:  # ok once the image id is read; the tail tells why when there is none
+        return BuildOutcome(True, None, seconds, None, list(last_lines))
     if failing:
         tail = output_of.get(failing, [])[-25:]
         return BuildOutcome(False, None, seconds, step_of.get(failing), tail)
-    return BuildOutcome(False, None, seconds, None, all_lines[-25:])
+    return BuildOutcome(False, None, seconds, None, list(last_lines))
 
 
 def allow_builds() -> None:
