@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import files
+from . import credentials, files
 from .errors import (
     BuildFailed,
     ContainerStartFailed,
@@ -228,7 +228,7 @@ def push_image(repository: str, tag: str) -> None:
     for chunk in client().images.push(repository, tag, stream=True, decode=True):
         if "error" in chunk:
             raise EnvkitError(
-                f"push of {repository}:{tag} failed: {chunk['error']}",
+                f"push of {repository}:{tag} failed: {credentials.redact(chunk['error'])}",
                 "log in to the registry (`docker login`) and check the name",
             )
 
@@ -334,7 +334,7 @@ def _run_build(
     last_lines: collections.deque[str] = collections.deque(maxlen=25)
     failing = None
     started = time.monotonic()
-    log.write("$ " + " ".join(cmd) + "\n")
+    log.write("$ " + credentials.redact(" ".join(cmd)) + "\n")
     # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
     with _BUILDS_LOCK:
         if _CANCELLED.is_set():  # interrupted while this build was being prepared
@@ -352,7 +352,7 @@ def _run_build(
         _RUNNING_BUILDS.add(proc)
     try:
         for raw in proc.stdout:
-            line = raw.rstrip("\n")
+            line = credentials.redact(raw.rstrip("\n"))  # pip names the indexes it reads
             log.write(line + "\n")
             last_lines.append(line)
             step = _STEP.match(line)
