@@ -181,7 +181,9 @@ def content_hash(
 
 def labels(entry: Entry, digest: str, base_name: str | None = None) -> dict[str, str]:
     """OCI labels plus envkit's own (the Dockerfile carries the entry facts too). `base_name`
-    is the image built FROM when it is not the entry's own base (--base-image)."""
+    is the image built FROM when it is not the entry's own base (--base-image). Nothing in them
+    depends on the time (no `created`: the image config has the build time), so a forced
+    rebuild of unchanged inputs from the layer cache is the same image, not a new one."""
     return {
         "org.opencontainers.image.title": f"envkit {entry.name}",
         "org.opencontainers.image.description": (
@@ -189,9 +191,6 @@ def labels(entry: Entry, digest: str, base_name: str | None = None) -> dict[str,
             f"{entry.variant}, Python {entry.python}"
         ),
         "org.opencontainers.image.version": entry.torch,
-        "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
         "org.opencontainers.image.base.name": base_name or entry.base_image,
         "org.opencontainers.image.vendor": "envkit",
         "io.envkit.entry": entry.name,
@@ -331,6 +330,7 @@ def _build_or_reuse(
         result.seconds = time.monotonic() - started
         return result
 
+    latest = engine.image_id(f"{repo}:latest")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = (
         _log_folder(options) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}-{os.getpid()}.log"
@@ -377,6 +377,8 @@ def _build_or_reuse(
         )
         return result
     result.status, result.image_id = "built", outcome.image_id
+    for replaced in {existing, latest} - {None, outcome.image_id}:
+        engine.remove_if_unused(replaced)  # a rebuild leaves no untagged image behind
     push_result(result, options)
     return result
 

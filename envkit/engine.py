@@ -705,6 +705,22 @@ def remove_image(ref: str) -> None:
         client().images.remove(ref)
 
 
+def remove_if_unused(image_id: str) -> bool:
+    """Remove an image no tag names and nothing uses (what a rebuild replaced); True if gone.
+    The engine itself refuses while a container or a child image needs it."""
+    import docker
+
+    try:
+        if client().images.get(image_id).tags:
+            return False
+        client().images.remove(image_id)
+    except docker.errors.ImageNotFound:
+        return True
+    except docker.errors.APIError:  # 409: a container or another image still uses it
+        return False
+    return True
+
+
 def leftover_containers() -> list:
     """Every container carrying envkit's label, running or not."""
     return client().containers.list(all=True, filters={"label": LABEL})

@@ -368,3 +368,39 @@ def test_index_credentials_and_the_ca_certificate_leak_nowhere(
     finally:
         tags = [json.loads(out.stdout)[0]["tags"][1]] if out.returncode == 0 else []
         docker("rmi", "-f", image, *tags)
+
+
+def test_a_forced_rebuild_is_the_same_image_and_a_new_one_leaves_no_untagged_image(
+    base_image, cpu_wheelhouse, tmp_path
+):
+    def forced(*extra: str) -> str:
+        out = run_envkit(
+            "--matrix",
+            str(CI_MATRIX),
+            "build",
+            "ci-cpu",
+            *cpu_source(cpu_wheelhouse),
+            "--force",
+            *extra,
+            "--tag",
+            "envkit-forcetest",
+            "--log-dir",
+            str(tmp_path),
+            "--json",
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)[0]["image_id"]
+
+    try:
+        first = forced()
+        time.sleep(1.5)  # a label with the build time would now differ
+        assert forced() == first  # unchanged inputs, from the layer cache: the same image
+        # Without the cache the layers differ (their times), so the id does: the replaced image,
+        # untagged now, is removed rather than left dangling.
+        rebuilt = forced("--no-cache")
+        assert rebuilt != first
+        assert docker("image", "inspect", first).returncode != 0, "the replaced image was left"
+    finally:
+        docker("rmi", "-f", "envkit-forcetest/ci-cpu:latest")
+        for image in docker("images", "-q", "envkit-forcetest/ci-cpu").stdout.split():
+            docker("rmi", "-f", image)
