@@ -123,8 +123,7 @@ def _run_on_host(
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _stop(proc)
         raise ProgramTimedOut(
             f"{Path(program).name} did not finish within {timeout:.0f}s on this host",
             "raise the time limit, or run it on a faster machine",

@@ -3,26 +3,20 @@ left behind when an interrupt lands while the engine makes one."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import docker
 import pytest
-from conftest import DOCKER
 
 from envkit import engine
 
 pytestmark = pytest.mark.docker
 
 
-def containers_of(entry: str) -> list[str]:
-    out = subprocess.run(
-        [DOCKER, "ps", "-aq", "--filter", f"label=io.envkit.entry={entry}"],
-        capture_output=True,
-        text=True,
-        check=True,
+def containers_of(entry: str) -> list:
+    return engine.client().containers.list(
+        all=True, filters={"label": f"{engine.LABEL}.entry={entry}"}
     )
-    return out.stdout.split()
 
 
 def test_every_container_starts_under_an_init(base_image):
