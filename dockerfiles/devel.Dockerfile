@@ -53,10 +53,14 @@ RUN python3 -c "import sys; v='%d.%d' % sys.version_info[:2]; sys.exit(0 if v ==
 
 # Every package is pinned (==); hadolint reads the option variables as unpinned packages, and
 # the variables hold option lists that must split into words.
-# hadolint ignore=DL3013,SC2086
+# An index URL with credentials comes as the secret envkit-index (shell assignments of the same
+# ENVKIT_* variables), never as a build arg: build args stay in the image's history and config.
+# hadolint ignore=DL3013,SC1091,SC2086
 RUN --mount=type=secret,id=envkit-ca \
+    --mount=type=secret,id=envkit-index \
     --mount=type=bind,target=/wheelhouse \
     if [ -f /run/secrets/envkit-ca ]; then export PIP_CERT=/run/secrets/envkit-ca; fi \
+ && if [ -f /run/secrets/envkit-index ]; then . /run/secrets/envkit-index; fi \
  && extra="${ENVKIT_FIND_LINKS:+--find-links $ENVKIT_FIND_LINKS} ${ENVKIT_EXTRA_INDEX_URL:+--extra-index-url $ENVKIT_EXTRA_INDEX_URL}" \
  && if [ -n "$ENVKIT_OFFLINE" ]; then torch_src="--no-index"; rest_src="--no-index"; \
     else torch_src="$ENVKIT_TORCH_SOURCE"; rest_src="${ENVKIT_INDEX_URL:+--index-url $ENVKIT_INDEX_URL}"; fi \

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import build, dockerfile
+from . import build, dockerfile, files
 from .errors import BadInput, EngineUnavailable, make_folder
 from .matrix import Entry
 
@@ -112,6 +112,7 @@ def write_bake(
     """Write the bake file (and its empty context and CA bundle beside it); returns its path."""
     if not entries:
         raise BadInput("no entry matches", "see envkit list")
+    files.refuse_link(path)  # before resolve(), which would follow it
     path = path.resolve()
     folder = path.parent
     make_folder(folder, "--output")
@@ -124,7 +125,4 @@ def write_bake(
     data = bake_definition(
         entries, options, context=context, ca_bundle=ca_bundle, base_id=base_id or engine_base_ids()
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)  # a bake file is whole or absent
-    return path
+    return files.write_file(path, json.dumps(data, indent=2) + "\n", fix="pick another --output")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import re
+import shlex
 import tempfile
 import threading
 import time
@@ -15,11 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import __version__, dockerfile, engine
+from . import __version__, credentials, dockerfile, engine, files
 from .errors import BadInput, BuildFailed, EngineUnavailable, EnvkitError
 from .matrix import Entry
 
 CA_SECRET = "envkit-ca"
+# Index settings that carry credentials: shell assignments the pip step sources (never build args).
+INDEX_SECRET = "envkit-index"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,16 @@ def log_dir(options: BuildOptions) -> Path:
     return Path(cache) / "envkit" / "logs"
 
 
+def _log_folder(options: BuildOptions) -> Path:
+    """The log folder, made readable by its owner alone (logs name indexes and hosts); a folder
+    the user chose with --log-dir keeps the permissions it has."""
+    folder = files.private_folder(log_dir(options), "--log-dir")
+    if not options.log_dir:
+        with contextlib.suppress(OSError):  # made 0755 by an earlier envkit
+            folder.chmod(0o700)
+    return folder
+
+
 def repository(name: str, options: BuildOptions) -> str:
     """Image repository for an entry: [registry/]prefix/name."""
     repo = f"{options.tag_prefix.strip('/')}/{name}"
@@ -100,9 +114,11 @@ def build_args(entry: Entry, options: BuildOptions) -> dict[str, str]:
     args = {}
     if options.base_image:
         args["BASE_IMAGE"] = options.base_image
-    if options.index_url:
+    # An index URL with credentials goes through the INDEX_SECRET instead (index_settings):
+    # build args are kept in the image's history and config.
+    if options.index_url and not credentials.has_credentials(options.index_url):
         args["ENVKIT_INDEX_URL"] = options.index_url
-    if options.extra_index_url:
+    if options.extra_index_url and not credentials.has_credentials(options.extra_index_url):
         args["ENVKIT_EXTRA_INDEX_URL"] = options.extra_index_url
     if options.wheelhouse:
         args["ENVKIT_FIND_LINKS"] = "/wheelhouse"
@@ -114,6 +130,29 @@ def build_args(entry: Entry, options: BuildOptions) -> dict[str, str]:
             )
         args["ENVKIT_OFFLINE"] = "1"
     return args
+
+
+def index_settings(entry: Entry, options: BuildOptions) -> str | None:
+    """The index settings that carry credentials, as the shell assignments the pip step
+    sources from the INDEX_SECRET (the same variables as the build args), or None."""
+    values = {}
+    if credentials.has_credentials(options.index_url):
+        values["ENVKIT_INDEX_URL"] = options.index_url
+    if credentials.has_credentials(options.extra_index_url):
+        values["ENVKIT_EXTRA_INDEX_URL"] = options.extra_index_url
+    if credentials.has_credentials(entry.index_url):
+        values["ENVKIT_TORCH_SOURCE"] = dockerfile.torch_source(entry)
+    if not values:
+        return None
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(values.items()))
+
+
+def renderable(entry: Entry) -> Entry:
+    """The entry as its Dockerfile is rendered for a build: an index URL without its
+    credentials (index_settings carries them)."""
+    if not credentials.has_credentials(entry.index_url):
+        return entry
+    return replace(entry, index_url=credentials.without_credentials(entry.index_url))
 
 
 def _wheelhouse_listing(folder: Path) -> list[list]:
@@ -133,13 +172,18 @@ def content_hash(
         "base_image_id": base_id,
         "wheelhouse": _wheelhouse_listing(options.wheelhouse) if options.wheelhouse else None,
     }
+    settings = index_settings(entry, options)
+    if settings:  # which indexes, not which token: a new token for the same index is no rebuild
+        material["index_settings"] = credentials.redact(settings)
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def labels(entry: Entry, digest: str, base_name: str | None = None) -> dict[str, str]:
     """OCI labels plus envkit's own (the Dockerfile carries the entry facts too). `base_name`
-    is the image built FROM when it is not the entry's own base (--base-image)."""
+    is the image built FROM when it is not the entry's own base (--base-image). Nothing in them
+    depends on the time (no `created`: the image config has the build time), so a forced
+    rebuild of unchanged inputs from the layer cache is the same image, not a new one."""
     return {
         "org.opencontainers.image.title": f"envkit {entry.name}",
         "org.opencontainers.image.description": (
@@ -147,9 +191,6 @@ def labels(entry: Entry, digest: str, base_name: str | None = None) -> dict[str,
             f"{entry.variant}, Python {entry.python}"
         ),
         "org.opencontainers.image.version": entry.torch,
-        "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
         "org.opencontainers.image.base.name": base_name or entry.base_image,
         "org.opencontainers.image.vendor": "envkit",
         "io.envkit.entry": entry.name,
@@ -231,7 +272,7 @@ def ca_bundle(extra: Path, into: Path) -> Path:
 def plan(entry: Entry, options: BuildOptions) -> tuple[str, dict[str, str], str]:
     """Dockerfile text, build args and content tag for an entry (touches the engine only to
     read the base image's id)."""
-    text = dockerfile.render(entry)
+    text = dockerfile.render(renderable(entry))
     args = build_args(entry, options)
     base_id = engine.image_id(options.base_image or entry.base_image)
     return text, args, content_hash(entry, text, args, options, base_id)
@@ -254,6 +295,7 @@ def build_entry(
         options.wheelhouse,
         options,
         on_event,
+        index_secret=index_settings(entry, options),
     )
 
 
@@ -272,9 +314,11 @@ def _build_or_reuse(
         "no access): pass --base-image with a local or mirrored image that has the entry's "
         "Python (docs/build.md)"
     ),
+    index_secret: str | None = None,
 ) -> BuildResult:
     """The content-tag check, then a BuildKit build of `text` when the tag is missing.
-    `unpullable_fix` is the advice when the FROM image cannot be resolved ({base} names it)."""
+    `unpullable_fix` is the advice when the FROM image cannot be resolved ({base} names it);
+    `index_secret` is passed as the INDEX_SECRET (see index_settings)."""
     started = time.monotonic()
     result = BuildResult(name, "failed", repo, digest)
     existing = engine.image_id(f"{repo}:{digest}")
@@ -286,20 +330,24 @@ def _build_or_reuse(
         result.seconds = time.monotonic() - started
         return result
 
+    latest = engine.image_id(f"{repo}:latest")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = (
-        log_dir(options) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}-{os.getpid()}.log"
+        _log_folder(options) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}-{os.getpid()}.log"
     )
     result.log_path = str(log_path)
     with tempfile.TemporaryDirectory(prefix="envkit-build-") as tmp:
         tmp_path = Path(tmp)
-        dockerfile_path = tmp_path / "Dockerfile"
-        dockerfile_path.write_text(text, encoding="utf-8")
+        dockerfile_path = files.write_file(tmp_path / "Dockerfile", text)
         context = tmp_path / "context"
         context.mkdir()
         if context_dir:
             context = context_dir.resolve()
         secrets = {CA_SECRET: ca_bundle(options.ca_cert, tmp_path)} if options.ca_cert else {}
+        if index_secret:
+            secrets[INDEX_SECRET] = files.write_file(
+                tmp_path / "index.sh", index_secret, mode=0o600
+            )
         outcome = engine.build(
             context=context,
             dockerfile=dockerfile_path,
@@ -329,6 +377,8 @@ def _build_or_reuse(
         )
         return result
     result.status, result.image_id = "built", outcome.image_id
+    for replaced in {existing, latest} - {None, outcome.image_id}:
+        engine.remove_if_unused(replaced)  # a rebuild leaves no untagged image behind
     push_result(result, options)
     return result
 

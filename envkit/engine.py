@@ -6,6 +6,7 @@ through a docker client that speaks BuildKit; everything else goes through the S
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -13,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import credentials, files
 from .errors import (
     BuildFailed,
     ContainerStartFailed,
@@ -226,7 +229,7 @@ def push_image(repository: str, tag: str) -> None:
     for chunk in client().images.push(repository, tag, stream=True, decode=True):
         if "error" in chunk:
             raise EnvkitError(
-                f"push of {repository}:{tag} failed: {chunk['error']}",
+                f"push of {repository}:{tag} failed: {credentials.redact(chunk['error'])}",
                 "log in to the registry (`docker login`) and check the name",
             )
 
@@ -271,9 +274,41 @@ def build(
     pull: bool = False,
     on_event: Callable[[BuildEvent], None] | None = None,
 ) -> BuildOutcome:
-    """Run one BuildKit build, streaming events and writing the full log to `log_path`."""
+    """Run one BuildKit build, streaming events and writing the full log to `log_path` (mode
+    0600, whole once the build ends; an EnvkitError when it cannot be written, the build then
+    cancelled)."""
+    with tempfile.TemporaryDirectory(prefix="envkit-iid-") as private:
+        # The image id comes back through a file of our own, never beside the log: a full or
+        # unwritable log folder must not turn a good build into a failed one.
+        iidfile = Path(private) / "image.iid"
+        with files.atomic_write(
+            log_path, mode=0o600, fix="pass --log-dir with a writable folder"
+        ) as log:
+            outcome = _run_build(
+                _build_cli_command(
+                    context, dockerfile, iidfile, tags, build_args, labels, secrets, no_cache, pull
+                ),
+                log,
+                on_event or (lambda event: None),
+            )
+            if outcome.ok:
+                outcome.image_id = iidfile.read_text().strip() if iidfile.exists() else None
+                outcome.ok = bool(outcome.image_id)
+        return outcome
+
+
+def _build_cli_command(
+    context: Path,
+    dockerfile: Path,
+    iidfile: Path,
+    tags: list[str],
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    secrets: dict[str, Path] | None,
+    no_cache: bool,
+    pull: bool,
+) -> list[str]:
     cmd = build_command()
-    iidfile = log_path.with_suffix(".iid")
     cmd += ["--progress=plain", "--file", str(dockerfile), "--iidfile", str(iidfile)]
     for tag in tags:
         cmd += ["--tag", tag]
@@ -288,68 +323,69 @@ def build(
     if pull:
         cmd.append("--pull")
     cmd.append(str(context))
-    env = dict(os.environ, DOCKER_BUILDKIT="1")
-    emit = on_event or (lambda event: None)
+    return cmd
+
+
+def _run_build(
+    cmd: list[str], log: files.Writer, emit: Callable[[BuildEvent], None]
+) -> BuildOutcome:
+    """Run the build client, writing its output to `log`; ok means it exited 0."""
     step_of: dict[str, str] = {}
     output_of: dict[str, list[str]] = {}
+    last_lines: collections.deque[str] = collections.deque(maxlen=25)
     failing = None
     started = time.monotonic()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
-        with _BUILDS_LOCK:
-            if _CANCELLED.is_set():  # interrupted while this build was being prepared
-                log.write("envkit: interrupted before the build started\n")
-                return BuildOutcome(False, None, 0.0, interrupted=KeyboardInterrupt())
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-                errors="replace",
-                start_new_session=True,
-            )
-            _RUNNING_BUILDS.add(proc)
-        try:
-            for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                log.write(line + "\n")
-                step = _STEP.match(line)
-                if step:
-                    vertex, n, m, text = step.groups()
-                    if vertex not in step_of:
-                        step_of[vertex] = f"[{n}/{m}] {text}"
-                        emit(BuildEvent("step", text, int(n), int(m)))
-                    continue
-                error = _VERTEX_ERROR.match(line)
-                if error and error.group(1) in step_of:
-                    failing = failing or error.group(1)
-                vertex_line = _VERTEX_LINE.match(line)
-                if vertex_line:
-                    output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
-                emit(BuildEvent("log", line))
-            code = proc.wait()
-        except KeyboardInterrupt as interrupt:
+    log.write("$ " + credentials.redact(" ".join(cmd)) + "\n")
+    # A new session keeps a terminal's Ctrl-C from reaching the client twice; we forward it.
+    with _BUILDS_LOCK:
+        if _CANCELLED.is_set():  # interrupted while this build was being prepared
+            log.write("envkit: interrupted before the build started\n")
+            return BuildOutcome(False, None, 0.0, interrupted=KeyboardInterrupt())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, DOCKER_BUILDKIT="1"),
+            errors="replace",
+            start_new_session=True,
+        )
+        _RUNNING_BUILDS.add(proc)
+    try:
+        for raw in proc.stdout:
+            line = credentials.redact(raw.rstrip("\n"))  # pip names the indexes it reads
+            log.write(line + "\n")
+            last_lines.append(line)
+            step = _STEP.match(line)
+            if step:
+                vertex, n, m, text = step.groups()
+                if vertex not in step_of:
+                    step_of[vertex] = f"[{n}/{m}] {text}"
+                    emit(BuildEvent("step", text, int(n), int(m)))
+                continue
+            error = _VERTEX_ERROR.match(line)
+            if error and error.group(1) in step_of:
+                failing = failing or error.group(1)
+            vertex_line = _VERTEX_LINE.match(line)
+            if vertex_line:
+                output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
+            emit(BuildEvent("log", line))
+        code = proc.wait()
+    except KeyboardInterrupt as interrupt:
+        _stop(proc)
+        log.write("envkit: interrupted\n")
+        return BuildOutcome(False, None, time.monotonic() - started, interrupted=interrupt)
+    finally:
+        if proc.poll() is None:  # the log could not be written (or worse): cancel the build
             _stop(proc)
-            log.write("envkit: interrupted\n")
-            return BuildOutcome(False, None, time.monotonic() - started, interrupted=interrupt)
-        finally:
-            if proc.poll() is None:
-                _stop(proc)
-            _RUNNING_BUILDS.discard(proc)
+        _RUNNING_BUILDS.discard(proc)
     seconds = time.monotonic() - started
-    built = iidfile.read_text().strip() if iidfile.exists() else None
-    iidfile.unlink(missing_ok=True)
-    if code == 0 and built:
-        return BuildOutcome(True, built, seconds)
-    with open(log_path, encoding="utf-8") as log:
-        all_lines = log.read().splitlines()
+    if code == 0:  # ok once the image id is read; the tail tells why when there is none
+        return BuildOutcome(True, None, seconds, None, list(last_lines))
     if failing:
         tail = output_of.get(failing, [])[-25:]
         return BuildOutcome(False, None, seconds, step_of.get(failing), tail)
-    return BuildOutcome(False, None, seconds, None, all_lines[-25:])
+    return BuildOutcome(False, None, seconds, None, list(last_lines))
 
 
 def allow_builds() -> None:
@@ -431,29 +467,37 @@ def container(
     tty: bool = False,
     stdin_open: bool = False,
 ) -> Iterator:
-    """A started container that is stopped, killed if need be, and removed on exit."""
+    """A started container that is stopped, killed if need be, and removed on exit.
+
+    Its first process is an init (docker-init), so a stop reaches a command that installs no
+    SIGTERM handler at once instead of after the engine's grace period."""
     import docker
 
+    engine = client()
     name = container_name(entry)
+    made = None
     try:
-        made = client().containers.create(
-            image,
-            command,
-            name=name,
-            labels={LABEL: "1", f"{LABEL}.entry": entry},
-            device_requests=device_requests(gpus),
-            mounts=mounts or [],
-            environment=environment or {},
-            shm_size=shm_size,
-            ipc_mode=ipc_mode,
-            user=user,
-            working_dir=working_dir,
-            tty=tty,
-            stdin_open=stdin_open,
-        )
-    except docker.errors.APIError as exc:
-        raise _start_error(exc, image) from None
-    try:
+        try:
+            made = _despite_interrupts(
+                lambda: engine.containers.create(
+                    image,
+                    command,
+                    name=name,
+                    labels={LABEL: "1", f"{LABEL}.entry": entry},
+                    init=True,
+                    device_requests=device_requests(gpus),
+                    mounts=mounts or [],
+                    environment=environment or {},
+                    shm_size=shm_size,
+                    ipc_mode=ipc_mode,
+                    user=user,
+                    working_dir=working_dir,
+                    tty=tty,
+                    stdin_open=stdin_open,
+                )
+            )
+        except docker.errors.APIError as exc:
+            raise _start_error(exc, image) from None
         try:
             made.start()
         except docker.errors.APIError as exc:
@@ -461,7 +505,36 @@ def container(
         yield made
     finally:
         if os.environ.get(KEEP_ENV) != "1":
-            _remove(made)
+            if made is not None:
+                _remove(made)
+            else:  # the create failed or was interrupted after the engine made it
+                _remove_by_name(name)
+
+
+def _despite_interrupts(call: Callable):
+    """call() run to its end in a worker thread, an interrupt meanwhile re-raised after it: an
+    engine request cut off half-way would leave unknown whether the engine did the work."""
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    interrupted = None
+    while worker.is_alive():
+        try:
+            worker.join()
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _cleanup_errors() -> tuple:
@@ -609,7 +682,20 @@ def run_command(
             if stderr.startswith(seen):
                 for line in stderr[len(seen) :].splitlines():
                     on_stderr(line)
-    return ProgramResult(int(status.get("StatusCode", 1)), stdout, stderr)
+    code = int(status.get("StatusCode", 1))
+    not_started = _INIT_EXEC_FAILED.fullmatch(stderr.strip())
+    if code in (126, 127) and not stdout and not_started:
+        # Under an init the engine starts the container and the init fails to exec the command:
+        # the same failure the engine reports itself for a container without one.
+        raise ContainerStartFailed(
+            f"the container could not start: exec {not_started.group(1)}: {not_started.group(2)}",
+            "see `envkit doctor`",
+        )
+    return ProgramResult(code, stdout, stderr)
+
+
+# How docker-init (tini) reports a command it cannot exec (it then exits 126 or 127).
+_INIT_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.+) failed: (.+)")
 
 
 def remove_image(ref: str) -> None:
@@ -618,6 +704,22 @@ def remove_image(ref: str) -> None:
 
     with contextlib.suppress(docker.errors.ImageNotFound):
         client().images.remove(ref)
+
+
+def remove_if_unused(image_id: str) -> bool:
+    """Remove an image no tag names and nothing uses (what a rebuild replaced); True if gone.
+    The engine itself refuses while a container or a child image needs it."""
+    import docker
+
+    try:
+        if client().images.get(image_id).tags:
+            return False
+        client().images.remove(image_id)
+    except docker.errors.ImageNotFound:
+        return True
+    except docker.errors.APIError:  # 409: a container or another image still uses it
+        return False
+    return True
 
 
 def leftover_containers() -> list:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import build as builder
-from . import engine
+from . import engine, files
 from .errors import BadInput, BuildFailed, CheckFailed
 from .matrix import Entry
 
@@ -185,15 +185,9 @@ def check_out_path(path: Path) -> None:
 
 
 def write_lock(made: Lock, path: Path) -> None:
-    """Write the lock whole or not at all (a temporary file beside it, then a rename)."""
+    """Write the lock whole or not at all (files.write_file: never through a link)."""
     check_out_path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(made.to_json(), encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {exc}", "pick a writable --out") from None
+    files.write_file(path, made.to_json(), fix="pick a writable --out")
 
 
 def _drop(result: builder.BuildResult) -> None:

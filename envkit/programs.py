@@ -91,6 +91,8 @@ def _run_on_host(
     python: str, program: Path, args: Sequence[str], timeout: float, on_stderr: Progress | None
 ) -> ProgramResult:
     try:
+        # A session of its own: a terminal's Ctrl-C reaches envkit alone, which then stops the
+        # program with SIGTERM (no KeyboardInterrupt traceback from it in the progress lines).
         proc = subprocess.Popen(
             [python, str(program), *args],
             stdin=subprocess.DEVNULL,
@@ -98,6 +100,7 @@ def _run_on_host(
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
+            start_new_session=True,
         )
     except OSError as exc:
         raise BadInput(f"{python} cannot run: {exc}", "pass a working Python interpreter") from None
@@ -123,16 +126,24 @@ def _run_on_host(
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _stop(proc)
         raise ProgramTimedOut(
             f"{Path(program).name} did not finish within {timeout:.0f}s on this host",
             "raise the time limit, or run it on a faster machine",
         ) from None
     finally:
         if proc.poll() is None:  # interrupted: take the program down with us
-            proc.kill()
-            proc.wait()
+            _stop(proc)
         for reader in readers:
             reader.join(timeout=10)
     return ProgramResult(proc.returncode, "".join(stdout), "".join(stderr))
+
+
+def _stop(proc: subprocess.Popen, grace: float = 5) -> None:
+    """SIGTERM (a Python program ends quietly on it), then SIGKILL if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
+from . import files
 from .errors import BadInput, MatrixError
 from .matrix import Problem, did_you_mean, node_line
 
@@ -226,14 +227,14 @@ def load_project(directory: str | Path) -> Project | None:
 def write_project(directory: str | Path, project: Project, overwrite: bool = False) -> Path:
     """Write envkit.yaml into `directory`; refuses to replace one unless `overwrite`."""
     path = Path(directory) / PROJECT_FILE
+    files.refuse_link(path)  # a dangling link does not `exist`, yet writing would create its target
     if path.exists() and not overwrite:
         raise BadInput(f"{path} already exists", "pass --force to replace it")
     text = (
         "# envkit project environment: the matrix entry's image plus these (docs/project.md).\n"
         + yaml.safe_dump(project.to_dict(), sort_keys=False, default_flow_style=False)
     )
-    path.write_text(text, encoding="utf-8")
-    return path
+    return files.write_file(path, text, fix="run it in a folder you can write")
 
 
 def _quoted(text: str) -> str:

@@ -1355,6 +1355,46 @@ def run(args, report):
     report["status"] = "failed" if report["failed_checks"] else "ok"
 
 
+def write_report(path, text):
+    """Write `text` to `path` whole or not at all, never through a link: an exclusive temporary
+    file beside it, fsync, rename. Returns None, or why it could not be written."""
+    if os.path.islink(path):
+        return "it is a symbolic link"
+    folder = os.path.dirname(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    temporary, fd = None, -1
+    try:
+        for _ in range(100):
+            name = f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp"
+            try:
+                fd = os.open(os.path.join(folder, name), flags, 0o644)
+            except FileExistsError:
+                continue
+            temporary = os.path.join(folder, name)
+            break
+        if temporary is None:
+            return "no free temporary name in " + folder
+        view = memoryview(text.encode("utf-8"))
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        closing, fd = fd, -1
+        os.close(closing)
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+    return None
+
+
 def main(argv=None):
     t0 = time.time()
     args = parse_args(argv)
@@ -1373,8 +1413,9 @@ def main(argv=None):
     report["seconds_total"] = round(time.time() - t0, 3)
     text = json.dumps(report, indent=2, sort_keys=False, default=str)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+        problem = write_report(args.out, text + "\n")
+        if problem:  # the run's results are not lost: stdout still carries them
+            log(f"could not write {args.out}: {problem}; the report is on stdout only")
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     log("status {} {}".format(report["status"], report["failed_checks"] or ""))
@@ -1382,4 +1423,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Ctrl-C ends the run: no report and no traceback, the shell's exit code for SIGINT.
+        sys.stderr.write("[bench] interrupted\n")
+        sys.exit(130)

@@ -283,3 +283,124 @@ def test_inspect_of_a_missing_image_says_build_it(base_image):
     assert out.returncode == 1, out.stderr
     assert "no image envkit-absent/torch1.4-cuda10:latest" in out.stderr
     assert "envkit build torch1.4-cuda10" in out.stderr
+
+
+def _saved_blobs(saved: Path):
+    """(name, bytes) of every file in a `docker save` archive, and of every file in its layers."""
+    import io
+
+    with tarfile.open(saved) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            yield member.name, data
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for inner in layer.getmembers():
+                        if inner.isfile():
+                            yield f"{member.name}:{inner.name}", layer.extractfile(inner).read()
+            except tarfile.TarError:
+                pass  # the config and manifest are JSON, not layers
+
+
+def test_index_credentials_and_the_ca_certificate_leak_nowhere(
+    base_image, cpu_wheelhouse, tmp_path
+):
+    import uuid
+
+    user, password = f"envkituser{uuid.uuid4().hex[:8]}", f"envkitpass{uuid.uuid4().hex[:8]}"
+    # Nothing listens there: pip warns and goes on with the wheelhouse and PyPI.
+    index = f"https://{user}:{password}@127.0.0.1:9/simple"
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(
+        CI_MATRIX.read_text().split("entries:")[0]
+        + 'entries:\n  ci-secret:\n    torch: "2.13.0"\n    cuda: null\n'
+        + f"    index_url: {index}\n"
+    )
+    bundle, body = _throwaway_ca(tmp_path)
+    logs = tmp_path / "logs"
+    out = run_envkit(
+        "--matrix",
+        str(matrix),
+        "build",
+        "ci-secret",
+        "--wheelhouse",
+        str(cpu_wheelhouse),
+        "--ca-cert",
+        str(bundle),
+        "--extra-index-url",
+        index.replace("/simple", "/extra"),
+        "--force",
+        "--no-cache",
+        "--tag",
+        "envkit-secrettest",
+        "--log-dir",
+        str(logs),
+        "--json",
+    )
+    image = "envkit-secrettest/ci-secret:latest"
+    try:
+        assert out.returncode == 0, out.stderr[-3000:]
+        log_text = "".join(p.read_text() for p in logs.iterdir())
+        # pip was given both indexes (it names them, redacted by envkit) ...
+        assert "https://***@127.0.0.1:9/simple" in log_text
+        assert "https://***@127.0.0.1:9/extra" in log_text
+        # ... yet neither they nor the certificate are in anything envkit or the engine keeps.
+        places = {
+            "printed output": out.stdout + out.stderr,
+            "build log": log_text,
+            "docker history": docker("history", "--no-trunc", image).stdout,
+            "docker inspect": docker("inspect", image).stdout,
+        }
+        for where, text in places.items():
+            for needle in (user, password, *body):
+                assert needle not in text, f"{needle} found in the {where}"
+        saved = tmp_path / "image.tar"
+        assert docker("save", "-o", str(saved), image).returncode == 0
+        needles = [n.encode() for n in (user, password, *body)]
+        searched = 0
+        for name, blob in _saved_blobs(saved):
+            searched += 1
+            for needle in needles:
+                assert needle not in blob, f"{needle!r} found in {name} of docker save"
+        assert searched > 1000  # the layers were opened, not only the archive's index
+    finally:
+        tags = [json.loads(out.stdout)[0]["tags"][1]] if out.returncode == 0 else []
+        docker("rmi", "-f", image, *tags)
+
+
+def test_a_forced_rebuild_is_the_same_image_and_a_new_one_leaves_no_untagged_image(
+    base_image, cpu_wheelhouse, tmp_path
+):
+    def forced(*extra: str) -> str:
+        out = run_envkit(
+            "--matrix",
+            str(CI_MATRIX),
+            "build",
+            "ci-cpu",
+            *cpu_source(cpu_wheelhouse),
+            "--force",
+            *extra,
+            "--tag",
+            "envkit-forcetest",
+            "--log-dir",
+            str(tmp_path),
+            "--json",
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)[0]["image_id"]
+
+    try:
+        first = forced()
+        time.sleep(1.5)  # a label with the build time would now differ
+        assert forced() == first  # unchanged inputs, from the layer cache: the same image
+        # Without the cache the layers differ (their times), so the id does: the replaced image,
+        # untagged now, is removed rather than left dangling.
+        rebuilt = forced("--no-cache")
+        assert rebuilt != first
+        assert docker("image", "inspect", first).returncode != 0, "the replaced image was left"
+    finally:
+        docker("rmi", "-f", "envkit-forcetest/ci-cpu:latest")
+        for image in docker("images", "-q", "envkit-forcetest/ci-cpu").stdout.split():
+            docker("rmi", "-f", image)

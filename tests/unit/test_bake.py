@@ -137,7 +137,7 @@ def test_envkit_build_labels_the_base_it_was_given(monkeypatch):
     # What build_entry hands to the builder; the build itself is exercised against the engine.
     seen = {}
 
-    def capture(name, repo, digest, text, args, image_labels, *rest):
+    def capture(name, repo, digest, text, args, image_labels, *rest, **named):
         seen.update(image_labels)
 
     monkeypatch.setattr(build, "_build_or_reuse", capture)
