@@ -164,25 +164,35 @@ def build_locked(
     result = builder.build_entry(entry, trial, on_event)
     if not result.ok:
         return result
-    try:
-        drift = differences(lock.packages, packages_in(result.image_id, entry.name))
-    except BaseException:
-        _drop(result)
-        raise
-    if drift:
-        _drop(result)
-        raise CheckFailed(
-            f"the build of {entry.name} differs from {LOCK_FILE} in {len(drift)} package(s):\n  "
-            + "\n  ".join(drift),
-            "keep the locked inputs (pins, index, wheelhouse), or accept the change with "
-            f"`envkit lock {entry.name}`",
-        )
+    refuse_drift(
+        result,
+        entry.name,
+        lock.packages,
+        f"the build of {entry.name} differs from {LOCK_FILE}",
+        "keep the locked inputs (pins, index, wheelhouse), or accept the change with "
+        f"`envkit lock {entry.name}`",
+    )
     for tag in ("latest", digest):
         engine.tag_image(result.image_id, repo, tag)
     _drop(result)
     result.repository = repo
     builder.push_result(result, options)
     return result
+
+
+def refuse_drift(
+    result: builder.BuildResult, entry: str, locked: dict[str, str], what: str, fix: str
+) -> None:
+    """Remove the built image and raise CheckFailed when its packages are not the locked ones
+    (`what` starts the message, the differences follow)."""
+    try:
+        drift = differences(_canonical(locked), _canonical(packages_in(result.image_id, entry)))
+    except BaseException:
+        _drop(result)
+        raise
+    if drift:
+        _drop(result)
+        raise CheckFailed(f"{what} in {len(drift)} package(s):\n  " + "\n  ".join(drift), fix)
 
 
 def check_out_path(path: Path) -> None:
@@ -543,17 +553,11 @@ def build_project_locked(
     result = results[-1]
     if len(results) < 2 or not result.ok:
         return results
-    try:
-        built = _canonical(packages_in(result.image_id, entry.name))
-        drift = differences(made.versions(), built)
-    except BaseException:
-        _drop(result)
-        raise
-    if drift:
-        _drop(result)
-        raise CheckFailed(
-            f"the project image differs from {lock_path.name} in {len(drift)} package(s):\n  "
-            + "\n  ".join(drift),
-            f"rebuild the entry image the lock was made on, or re-lock: {accept}",
-        )
+    refuse_drift(
+        result,
+        entry.name,
+        made.versions(),
+        f"the project image differs from {lock_path.name}",
+        f"rebuild the entry image the lock was made on, or re-lock: {accept}",
+    )
     return results
