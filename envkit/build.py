@@ -468,18 +468,22 @@ def build_project(
     entry: Entry,
     options: BuildOptions,
     on_event: Callable[[str, engine.BuildEvent], None] | None = None,
+    lock_file: str | None = None,
 ) -> list[BuildResult]:
-    """Build the entry's image, then the project image on top of it (each cached)."""
+    """Build the entry's image, then the project image on top of it (each cached); with
+    `lock_file` (relative to the project folder) its packages are installed from that lock."""
     from .project import render_project_dockerfile
 
     base = build_entry(entry, options, on_event)
     if not base.ok:
         return [base]
-    text = render_project_dockerfile(project, f"{base.repository}:{base.content_tag}")
+    text = render_project_dockerfile(project, f"{base.repository}:{base.content_tag}", lock_file)
     stamp = project_stamp(project)  # covers the requirements file too
+    locked = (project.directory / lock_file).read_text(encoding="utf-8") if lock_file else None
     material = json.dumps(
         # The stamp is also a label that `envkit run .` checks: hashed in, so it is never stale.
-        {"dockerfile": text, "base": base.image_id, "stamp": stamp},
+        {"dockerfile": text, "base": base.image_id, "stamp": stamp}
+        | ({"lock": locked} if locked is not None else {}),
         sort_keys=True,
     )
     digest = hashlib.sha256(material.encode()).hexdigest()[:12]
@@ -602,9 +606,14 @@ def build_requested(
     on_event: Callable[[str, engine.BuildEvent], None] | None = None,
     on_result: Callable[[BuildResult], None] | None = None,
 ) -> list[BuildResult]:
-    """Build what `envkit build` was asked for: the one entry checked against the lock at
-    `lock_path` (--locked), else the project on its entry, else every entry, `jobs` at a time."""
-    if lock_path is not None:
+    """Build what `envkit build` was asked for: with the lock at `lock_path` (--locked) the
+    project, or the one entry, checked against it; else the project on its entry, else every
+    entry, `jobs` at a time."""
+    if lock_path is not None and project is not None:
+        from . import lock
+
+        results = lock.build_project_locked(project, entries[0], options, lock_path, on_event)
+    elif lock_path is not None:
         from . import lock
 
         if len(entries) != 1:

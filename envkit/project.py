@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import re
 import shlex
@@ -19,8 +20,10 @@ PROJECT_FILE = "envkit.yaml"
 CA_SECRET_PATH = "/run/secrets/envkit-ca"
 REQUIREMENTS_IN_IMAGE = "/tmp/envkit/requirements.txt"
 CONSTRAINTS_IN_IMAGE = "/tmp/envkit/torch-constraints.txt"
+LOCK_IN_IMAGE = "/tmp/envkit/envkit.lock.txt"
 
-_KEYS = ("entry", "requirements", "requirements_file", "apt", "env")
+_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "as_of")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A Debian package name, optionally pinned: libgl1 or libgl1=1.6.0-1.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -36,6 +39,7 @@ class Project:
     requirements_file: str | None = None
     apt: tuple[str, ...] = ()
     env: dict = field(default_factory=dict, hash=False)
+    as_of: str | None = None  # YYYY-MM-DD: resolve the project's packages as the index was then
 
     @property
     def directory(self) -> Path:
@@ -53,6 +57,8 @@ class Project:
             data["apt"] = list(self.apt)
         if self.env:
             data["env"] = dict(self.env)
+        if self.as_of:
+            data["as_of"] = self.as_of
         return data
 
 
@@ -145,6 +151,16 @@ class _Reader:
             out[name] = value.value
         return out
 
+    def as_of(self, node: yaml.Node) -> str | None:
+        text = self.string("as_of", node)
+        if text is None:
+            return None
+        problem = date_problem(text)
+        if problem:
+            self.problem(node, f"as_of {text!r} {problem}", "write a date: as_of: 2021-03-01")
+            return None
+        return text
+
     def read(self, text: str, folder: Path) -> dict:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -184,6 +200,8 @@ class _Reader:
                 values[key] = self.requirements_file(node, folder)
             elif key == "apt":
                 values[key] = self.apt(node)
+            elif key == "as_of":
+                values[key] = self.as_of(node)
             else:
                 values[key] = self.env(node)
         if "entry" not in values:
@@ -193,6 +211,19 @@ class _Reader:
                 "add `entry: NAME` (a name from `envkit list`), or run `envkit init`",
             )
         return values
+
+
+def date_problem(text: str, today: _dt.date | None = None) -> str | None:
+    """Why `text` is not a usable as-of date (YYYY-MM-DD, a real day, not in the future)."""
+    if not _DATE.match(text):
+        return "is not a date in the form YYYY-MM-DD"
+    try:
+        day = _dt.date.fromisoformat(text)
+    except ValueError as exc:
+        return f"is not a date ({exc})"
+    if day > (today or _dt.date.today()):
+        return "is in the future"
+    return None
 
 
 def parse_project(text: str, path: str | Path) -> Project:
@@ -209,6 +240,7 @@ def parse_project(text: str, path: str | Path) -> Project:
         requirements_file=values.get("requirements_file"),
         apt=values.get("apt") or (),
         env=values.get("env") or {},
+        as_of=values.get("as_of"),
     )
 
 
@@ -281,8 +313,22 @@ def _pip_step(project: Project) -> list[str]:
     return lines
 
 
-def render_project_dockerfile(project: Project, base_ref: str) -> str:
-    """The Dockerfile of a project image: FROM the entry's built image, plus the project's."""
+def _locked_step(lock_file: str) -> list[str]:
+    return [
+        f"COPY {lock_file} {LOCK_IN_IMAGE}",
+        "",
+        "# Exactly the lock: every file hash-checked, nothing resolved (--no-deps).",
+        "RUN --mount=type=secret,id=envkit-ca \\",
+        f"    if [ -f {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH}; fi \\",
+        f" && pip install --no-cache-dir --no-deps --require-hashes -r {LOCK_IN_IMAGE}",
+        "",
+    ]
+
+
+def render_project_dockerfile(project: Project, base_ref: str, lock_file: str | None = None) -> str:
+    """The Dockerfile of a project image: FROM the entry's built image, plus the project's.
+    With `lock_file` (a path in the project folder) its packages come from that lock instead
+    of being resolved."""
     lines = [
         f"# envkit project image: entry {project.entry} plus the packages of {PROJECT_FILE}.",
         "# Build with BuildKit from the project folder; --ca-cert passes the envkit-ca secret.",
@@ -296,7 +342,9 @@ def render_project_dockerfile(project: Project, base_ref: str) -> str:
     ]
     if project.apt:
         lines += _apt_step(project.apt)
-    if project.requirements or project.requirements_file:
+    if lock_file:
+        lines += _locked_step(lock_file)
+    elif project.requirements or project.requirements_file:
         lines += _pip_step(project)
     if project.env:
         # Last, so that changing a variable does not reinstall packages.

@@ -82,8 +82,7 @@ COMMANDS: dict[str, CommandInfo] = {
     "lock": CommandInfo(
         "building",
         "lock_cmd",
-        "Write envkit.lock for NAME's built image: base image digest, image id, and the exact "
-        "Python packages inside.",
+        "Lock the project in this folder (no NAME, or .), or entry NAME's built image.",
     ),
     "matrix": CommandInfo(
         "entries",

@@ -16,6 +16,7 @@ from .. import build as builder
 from .. import check as rules
 from .. import engine, lock
 from ..errors import BadInput
+from ..project import PROJECT_FILE, load_project
 from ..table import format_table
 from .options import (
     EXIT_CODES,
@@ -168,9 +169,7 @@ Keep containers for debugging: ENVKIT_KEEP_CONTAINERS=1."""
     "--lock",
     "lock_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default="envkit.lock",
-    show_default=True,
-    help="Lock file for --locked.",
+    help="Lock file for --locked [default: envkit.lock.txt in a project folder, else envkit.lock].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout.")
 @click.pass_context
@@ -197,6 +196,8 @@ def build(
     else:
         _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)  # not empty
     options = _build_options(build_settings)
+    if locked and lock_path is None:
+        lock_path = Path(lock.PROJECT_LOCK_FILE if project is not None else lock.LOCK_FILE)
     _warn_broken_rules(ctx, entries)
     progress = BuildProgress(live=sys.stderr.isatty() and not as_json)
     try:
@@ -256,24 +257,43 @@ def bake(ctx, names, torch_spec, cuda, python, flavour, output, as_json, **build
 
 
 @click.command("lock", epilog=EXIT_CODES)
-@click.argument("name")
+@click.argument("name", required=False)
 @build_options
 @tag_option
 @click.option(
     "--out",
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default="envkit.lock",
-    show_default=True,
-    help="Where to write the lock.",
+    help="Where to write the lock [default: envkit.lock.txt for the project, envkit.lock for "
+    "an entry].",
 )
 @click.pass_context
 @handles_errors
 def lock_cmd(ctx, name, out_path, **build_settings):
-    """Write envkit.lock for NAME's built image: base image digest, image id, and the exact
-    Python packages inside. Pass the same build options you built with."""
-    entry = loaded_matrix(ctx).get(name)
+    """Lock the project in this folder (no NAME, or .), or entry NAME's built image.
+
+    The project: envkit.yaml's requirements resolved over the entry image's packages, as of
+    its as_of date, every file's sha256 with them, into envkit.lock.txt (pip's
+    --require-hashes format). NAME: envkit.lock with the base image digest, image id, and the
+    exact Python packages inside. Pass the same build options you built with."""
     options = _build_options(build_settings)
+    if name in (None, "."):
+        project = load_project(Path.cwd())
+        if project is None:
+            raise BadInput(
+                f"no {PROJECT_FILE} in {Path.cwd()} to lock",
+                "name an entry (envkit lock NAME), or write one with `envkit init`",
+            )
+        entry = loaded_matrix(ctx).get(project.entry)
+        out_path = out_path or project.directory / lock.PROJECT_LOCK_FILE
+        lock.check_out_path(out_path)
+        made = lock.make_project_lock(project, entry, options)
+        lock.write_lock(made, out_path)
+        as_of = f", as of {made.as_of}" if made.as_of else ""
+        click.echo(f"{out_path}: {entry.name} + project, {len(made.packages)} packages{as_of}")
+        return
+    entry = loaded_matrix(ctx).get(name)
+    out_path = out_path or Path(lock.LOCK_FILE)
     lock.check_out_path(out_path)
     made = lock.make_lock(entry, options)
     lock.write_lock(made, out_path)

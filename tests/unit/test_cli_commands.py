@@ -140,15 +140,20 @@ def test_build_requested_builds_the_locked_entry_or_the_project_or_all(monkeypat
     monkeypatch.setattr(builder, "build_project", record("project"))
     monkeypatch.setattr(lock, "read_lock", lambda path: calls.append(path))
     monkeypatch.setattr(lock, "build_locked", lambda *args: calls.append("locked") or done)
+    monkeypatch.setattr(
+        lock, "build_project_locked", lambda *args: calls.append("project locked") or [done]
+    )
     entries = [matrix.load().get("torch1.4-cpu")]
     options = builder.BuildOptions()
     builder.build_requested(entries, options, on_result=shown.append)
     builder.build_requested(entries, options, project=object(), on_result=shown.append)
     locked = tmp_path / "envkit.lock"
+    builder.build_requested(entries, options, lock_path=locked, on_result=shown.append)
+    # In a project folder --locked builds the project image from its lock, not the entry alone.
     builder.build_requested(
         entries, options, project=object(), lock_path=locked, on_result=shown.append
     )
-    assert calls == ["many", "project", locked, "locked"]
-    assert shown == [done, done]  # build_many reports each result itself, as it finishes
+    assert calls == ["many", "project", locked, "locked", "project locked"]
+    assert shown == [done, done, done]  # build_many reports each result itself
     with pytest.raises(BadInput, match="--locked builds exactly one entry"):
         builder.build_requested(entries * 2, options, lock_path=Path("envkit.lock"))
