@@ -169,7 +169,10 @@ def test_quick_report_has_documented_fields(quick):
         assert row["noisy"] == (row["spread"] > 0.1)
         # TFLOP/s follow from counted FLOPs, not from a constant
         flops = doc["throughput_config"]["flops_per_image_train"]
-        assert row["tflops"] == pytest.approx(row["images_per_s"] * flops / 1e12, rel=1e-2)
+        # (the report rounds TFLOP/s to 4 decimals: on a slow or busy CPU that is more than 1%)
+        assert row["tflops"] == pytest.approx(
+            row["images_per_s"] * flops / 1e12, rel=1e-2, abs=5e-5
+        )
     assert {r["precision"] for r in doc["throughput"]} >= {"fp32"}
     assert any("peak_mem_mb is null on CPU" in n for n in doc["notes"])
 
