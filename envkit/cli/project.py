@@ -19,19 +19,33 @@ from .options import EXIT_CODES, emit_json, handles_errors, loaded_matrix
     metavar="VER",
     help="Choose a CUDA entry ('11.8', '11', 'cu118') or 'cpu', whatever the host has.",
 )
+@click.option(
+    "--requirements",
+    "requirements",
+    metavar="FILE",
+    help="The requirements file that decides (default requirements.txt); other requirement "
+    "files are only noted.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing envkit.yaml.")
 @click.option("--dry-run", is_flag=True, help="Explain the choice; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the choice as JSON.")
 @click.pass_context
 @handles_errors
-def init(ctx, folder, cuda, force, dry_run, as_json):
+def init(ctx, folder, cuda, requirements, force, dry_run, as_json):
     """Choose the newest entry that fits the project's torch pins and this host's GPU, and
     write it to envkit.yaml.
 
-    Pins are read from requirements*.txt, pyproject.toml, setup.py (never run), setup.cfg and
-    environment.yml; the GPU and driver from nvidia-smi.
+    Pins are read from requirements.txt (with its -r/-c includes), pyproject.toml, setup.py
+    (never run), setup.cfg, environment.yml, Pipfile.lock or Pipfile; the GPU and driver from
+    nvidia-smi. Any stack the facts allow can be chosen (envkit list --all).
     """
-    choice = chooser.init_project(folder, loaded_matrix(ctx), chooser.detect_host(), cuda=cuda)
+    choice = chooser.init_project(
+        folder,
+        loaded_matrix(ctx),
+        chooser.detect_host(),
+        cuda=cuda,
+        requirements=requirements,
+    )
     path = None if dry_run else chooser.write_choice(folder, choice, force=force)
     if as_json:
         emit_json({**choice.to_dict(), "written": str(path) if path else None})
