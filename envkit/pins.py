@@ -116,6 +116,17 @@ def _spec(text: str, where: str) -> SpecifierSet:
         ) from None
 
 
+def _local_tag_pins(local: str, package: str, text: str, source: str) -> list[Pin]:
+    """The CUDA pin a local version tag gives: +cpu a CPU stack, torch's +cu101 CUDA 10.1."""
+    match = _LOCAL_CUDA.match(local)
+    if local == "cpu":
+        return [Pin("cuda", (_ANY,), text, source, cpu_only=True)]
+    if match and package == "torch":
+        cuda = f"{match.group(1)}.{match.group(2)}"
+        return [Pin("cuda", (SpecifierSet(f"=={cuda}"),), text, source)]
+    return []
+
+
 def _pin_from_requirement(req: Requirement, text: str, source: str) -> list[Pin]:
     """Pins from a PEP 508 requirement; a torch local tag (+cu101, +cpu) also pins the CUDA."""
     package = _PACKAGES.get(req.name.lower())
@@ -128,12 +139,7 @@ def _pin_from_requirement(req: Requirement, text: str, source: str) -> list[Pin]
         if "+" in version:
             # PEP 440: a local tag in == must match exactly, and entries carry none.
             version, local = version.split("+", 1)
-            match = _LOCAL_CUDA.match(local)
-            if local == "cpu":
-                pins.append(Pin("cuda", (_ANY,), text, source, cpu_only=True))
-            elif match and package == "torch":
-                cuda = f"{match.group(1)}.{match.group(2)}"
-                pins.append(Pin("cuda", (SpecifierSet(f"=={cuda}"),), text, source))
+            pins += _local_tag_pins(local, package, text, source)
         kept.append(f"{spec.operator}{version}")
     spec = SpecifierSet(",".join(kept))
     pins.insert(0, Pin(package, (spec,), text, source))
@@ -155,13 +161,7 @@ def _wheel_url_pins(req: Requirement, source: str) -> list[Pin]:
     package = _PACKAGES.get(req.name.lower())
     text = f"{req.name} @ {filename}"
     pins = [Pin(package, (SpecifierSet(f"=={version.public}"),), text, source)]
-    local = version.local or ""
-    match = _LOCAL_CUDA.match(local)
-    if local == "cpu":
-        pins.append(Pin("cuda", (_ANY,), text, source, cpu_only=True))
-    elif match and package == "torch":
-        cuda = f"{match.group(1)}.{match.group(2)}"
-        pins.append(Pin("cuda", (SpecifierSet(f"=={cuda}"),), text, source))
+    pins += _local_tag_pins(version.local or "", package, text, source)
     pythons = {f"{t.interpreter[2]}.{t.interpreter[3:]}" for t in tags if t.interpreter[:2] == "cp"}
     if len(pythons) == 1 and package == "torch":
         python = pythons.pop()
