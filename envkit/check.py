@@ -8,7 +8,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from . import dockerfile, facts
+from . import dockerfile, facts, stacks
 from .errors import BadInput
 from .matrix import FLAVOURS, PYTORCH_INDEX, Entry, Matrix, Problem
 
@@ -195,6 +195,15 @@ def check(matrix: Matrix) -> list[Problem]:
     """All rule problems in a loaded matrix, in file order."""
     problems = [p for entry in matrix.entries for p in entry_problems(entry, matrix.path)]
     return sorted(problems, key=lambda p: p.line)
+
+
+def check_stacks(matrix: Matrix) -> tuple[int, list[Problem]]:
+    """Every rule applied to every derived stack (those no curated entry builds): how many were
+    checked, and their problems, each located at the stack's name."""
+    curated = {e.name for e in matrix.entries}
+    derived = [e for e in stacks.every_stack(matrix.entries) if e.name not in curated]
+    problems = [p for entry in derived for p in entry_problems(entry, f"{entry.name} (derived)")]
+    return len(derived), problems
 
 
 def errors(problems: list[Problem]) -> list[Problem]:

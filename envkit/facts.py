@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -30,6 +30,26 @@ class TorchRelease:
     released: str
     yanked: bool
     note: str | None = None
+    wheels: dict[str, str] = field(default_factory=dict)  # variant (cpu, 10.2) -> location
+    python_by_variant: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Every published build: 'cpu', then each CUDA version, oldest first."""
+        return ("cpu", *self.cuda)
+
+    def pythons_for(self, variant: str) -> tuple[str, ...]:
+        """CPython versions with Linux x86_64 wheels for one variant ('cpu' or '10.2')."""
+        return self.python_by_variant.get(variant, self.python)
+
+
+@dataclass(frozen=True)
+class WheelLocation:
+    """Where a variant's wheels live: PyPI, a torch_stable.html page, or a per-variant index."""
+
+    name: str
+    url: str | None  # template with {index} and {variant}; None for PyPI
+    source: str
 
 
 @dataclass(frozen=True)
@@ -93,10 +113,39 @@ def torch_releases() -> tuple[TorchRelease, ...]:
             released=str(r["released"]),
             yanked=bool(r.get("yanked", False)),
             note=_opt(r.get("note")),
+            wheels={str(k): str(v) for k, v in (r.get("wheels") or {}).items()},
+            python_by_variant={
+                str(k): tuple(str(p) for p in v)
+                for k, v in (r.get("python_by_variant") or {}).items()
+            },
         )
         for r in rows
     ]
     return tuple(sorted(releases, key=lambda r: Version(r.torch)))
+
+
+@functools.lru_cache(maxsize=1)
+def wheel_locations() -> dict[str, WheelLocation]:
+    """The places torch wheels live (torch.yaml `locations`), by name."""
+    rows = _load("torch.yaml")["locations"]
+    return {
+        str(name): WheelLocation(
+            str(name), _opt(row.get("url")), " ".join(str(row["source"]).split())
+        )
+        for name, row in rows.items()
+    }
+
+
+def wheel_url(release: TorchRelease, variant: str, index: str) -> str | None:
+    """The pip source of one variant's wheels (None: PyPI); `index` is PyTorch's index root.
+
+    `variant` is 'cpu' or a CUDA version ('10.2'); the URL names it as a wheel tag (cu102).
+    """
+    location = wheel_locations().get(release.wheels.get(variant, ""))
+    if location is None or location.url is None:
+        return None
+    tag = "cpu" if variant == "cpu" else "cu" + variant.replace(".", "")
+    return location.url.format(index=index, variant=tag)
 
 
 # ------------------------------------------------------------------- the one version parser

@@ -104,12 +104,21 @@ class Matrix:
         return list(dict.fromkeys(owner[a] for a in ranked))[:n]
 
     def get(self, name: str) -> Entry:
-        """The entry called `name` (or aliased so); raises UnknownEntry with suggestions."""
+        """The entry called `name` (or aliased so), or the stack a name like
+        torch1.7.0-cu102-py3.8 derives (envkit.stacks); raises UnknownEntry with suggestions."""
+        from . import stacks
+
         wanted = name.strip().lower()
         for entry in self.entries:
             if wanted == entry.name.lower() or wanted in (a.lower() for a in entry.aliases):
                 return entry
-        close = self.suggest(wanted)
+        try:
+            derived = stacks.resolve(wanted, self.entries)
+        except UnknownEntry as exc:
+            raise UnknownEntry(f"unknown entry {name!r}: {exc.message}", exc.fix) from None
+        if derived is not None:
+            return derived
+        close = list(dict.fromkeys(stacks.suggest(wanted) + self.suggest(wanted)))[:3]
         fix = (
             f"did you mean {', '.join(repr(c) for c in close)}?"
             if close
@@ -473,6 +482,13 @@ def select(
                 f"--torch {torch!r} is not a version specifier",
                 "write it like '>=1.4,<1.6' or '1.4'",
             ) from None
+    if names:
+        from . import stacks
+
+        # A derived stack's name (torch1.7.0-cu102-py3.8) selects it though no file lists it.
+        listed = {e.name for e in entries}
+        entries = [*entries, *(stacks.resolve(n) for n in names if n not in listed)]
+        entries = [e for e in entries if e is not None]
     out = []
     for entry in entries:
         if spec is not None and entry.torch not in spec:

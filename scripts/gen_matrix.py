@@ -18,15 +18,7 @@ from packaging.version import Version
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from envkit import facts  # noqa: E402
-from envkit.matrix import PYTORCH_INDEX  # noqa: E402
-
-# python:X.Y-slim tags by Debian release that still serve them.
-DEBIAN_FOR_PYTHON = {"3.5": "buster", "3.6": "buster", "3.7": "bullseye"}
-PREFERRED_PYTHON_MAX = Version("3.11")
-# torch releases before 1.2 published non-default variants without a local version tag, so
-# they are found through that variant's own find-links page rather than the simple index.
-FIND_LINKS_BEFORE = Version("1.13")
+from envkit import facts, stacks  # noqa: E402
 
 # Devel entries: CUDA toolkit from NVIDIA's apt repository on Ubuntu, whose python3 is theirs.
 DEVEL = [
@@ -36,28 +28,22 @@ DEVEL = [
 ]
 
 
+# The rules a curated entry shares with every derived stack (envkit.stacks): its default Python,
+# base image, pip source and import-critical pins.
 def python_for(release) -> str:
-    usable = [p for p in release.python if Version(p) <= PREFERRED_PYTHON_MAX]
-    return max(usable or release.python, key=Version)
+    return stacks.default_python(release)
 
 
 def base_for(python: str) -> str:
-    return f"python:{python}-slim-{DEBIAN_FOR_PYTHON.get(python, 'bookworm')}"
+    return stacks.base_image_for(python)
 
 
-def index_for(release, variant: str, cuda: str | None) -> str | None:
-    if cuda is not None and cuda == release.pypi_cuda:
-        return None
-    if Version(release.torch) < FIND_LINKS_BEFORE:
-        return f"{PYTORCH_INDEX}/{variant}/torch_stable.html"
-    return f"{PYTORCH_INDEX}/{variant}"
+def index_for(release, cuda: str | None) -> str | None:
+    return stacks.index_for(release, cuda)
 
 
 def pins_for(release) -> list[str]:
-    seen = OrderedDict()
-    for rule in facts.required_pins(release.torch, release.torchvision):
-        seen.setdefault(rule["pin"], None)
-    return list(seen)
+    return list(stacks.pins_for(release.torch, release.torchvision))
 
 
 def newest_per_minor():
@@ -136,7 +122,7 @@ def main() -> None:
                 cuda,
                 python,
                 base_for(python),
-                index_for(release, variant, cuda),
+                index_for(release, cuda),
             )
         out += entry_lines(
             f"torch{minor}-cpu",
@@ -145,7 +131,7 @@ def main() -> None:
             None,
             python,
             base_for(python),
-            index_for(release, "cpu", None),
+            index_for(release, None),
         )
     for torch, cuda, python, base in DEVEL:
         release = facts.torch_release(torch)
@@ -158,7 +144,7 @@ def main() -> None:
             cuda,
             python,
             base,
-            index_for(release, variant, cuda),
+            index_for(release, cuda),
             flavour="devel",
             description=f"with the CUDA {cuda} toolkit (nvcc) for building extensions",
         )

@@ -9,8 +9,8 @@ import click
 
 from .. import check as rules
 from .. import dockerfile as render
-from .. import matrix
-from ..errors import MatrixError
+from .. import matrix, stacks
+from ..errors import BadInput, MatrixError
 from ..gpu import fit
 from ..table import format_table
 from .options import (
@@ -22,15 +22,32 @@ from .options import (
     select_entries,
 )
 
+ALL_HELP = (
+    "Every stack the facts allow (torch release x CUDA/CPU build x Python), curated names "
+    "where matrix.yaml has one, derived names (torch1.7.0-cu102-py3.8) otherwise."
+)
+
+
+def _space_entries(ctx, torch_spec, cuda, python, flavour, whole: bool):
+    """The (filtered) entries of the matrix, or of the whole space of stacks with --all."""
+    if not whole:
+        return select_entries(ctx, torch_spec, cuda, python, flavour)[1]
+    space = stacks.whole_space(loaded_matrix(ctx).entries)
+    selected = matrix.select(space, torch=torch_spec, cuda=cuda, python=python, flavour=flavour)
+    if not selected:
+        raise BadInput("no stack matches the filters given", "loosen a filter")
+    return selected
+
 
 @click.command("list", epilog=EXIT_CODES)
 @entry_filters
+@click.option("--all", "whole", is_flag=True, help=ALL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of entries.")
 @click.pass_context
 @handles_errors
-def list_cmd(ctx, torch_spec, cuda, python, flavour, as_json):
-    """List matrix entries (one row each), optionally filtered."""
-    _, entries = select_entries(ctx, torch_spec, cuda, python, flavour)
+def list_cmd(ctx, torch_spec, cuda, python, flavour, whole, as_json):
+    """List matrix entries (one row each), optionally filtered. --all lists every stack."""
+    entries = _space_entries(ctx, torch_spec, cuda, python, flavour, whole)
     if as_json:
         emit_json([e.to_dict() for e in entries])
         return
@@ -52,7 +69,14 @@ def list_cmd(ctx, torch_spec, cuda, python, flavour, as_json):
             ["NAME", "TORCH", "VISION", "AUDIO", "CUDA", "CUDNN", "PYTHON", "FLAVOUR"], rows
         )
     )
-    click.echo(f"{len(entries)} entries", err=True)
+    if whole:
+        curated = {e.name for e in loaded_matrix(ctx).entries}
+        derived = sum(e.name not in curated for e in entries)
+        click.echo(
+            f"{len(entries)} stacks ({len(entries) - derived} curated, {derived} derived)", err=True
+        )
+    else:
+        click.echo(f"{len(entries)} entries", err=True)
 
 
 @click.command(epilog=EXIT_CODES)
@@ -82,13 +106,20 @@ Exit codes:
   2  the file is unusable (YAML or schema errors)"""
 )
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--all",
+    "whole",
+    is_flag=True,
+    help="Also apply every rule to each derived stack the facts allow (envkit list --all).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 @click.pass_context
 @handles_errors
-def check(ctx, file, as_json):
+def check(ctx, file, whole, as_json):
     """Validate a matrix file: schema, then rules over the facts (pairings, variants, Pythons).
 
-    Each problem prints as FILE:LINE: message — fix.
+    Each problem prints as FILE:LINE: message — fix. With --all, every derived stack is
+    checked too; its problems print as NAME (derived):0.
     """
     path = file or ctx.obj.get("matrix_path")
     try:
@@ -100,6 +131,10 @@ def check(ctx, file, as_json):
             sys.exit(2)
         raise
     problems = rules.check(loaded)
+    derived = 0
+    if whole:
+        derived, derived_problems = rules.check_stacks(loaded)
+        problems += derived_problems
     failed = bool(rules.errors(problems))
     if as_json:
         emit_json(
@@ -107,6 +142,7 @@ def check(ctx, file, as_json):
                 "ok": not failed,
                 "usable": True,
                 "entries": len(loaded.entries),
+                "derived": derived,
                 "problems": [vars(p) for p in problems],
             }
         )
@@ -116,9 +152,11 @@ def check(ctx, file, as_json):
             prefix = "" if problem.severity == "error" else "warning: "
             click.secho(f"{prefix}{problem}", fg=colour)
         errors = len(rules.errors(problems))
+        checked = f"{len(loaded.entries)} entries" + (
+            f" and {derived} derived stacks" if whole else ""
+        )
         click.echo(
-            f"{loaded.path}: {len(loaded.entries)} entries, {errors} errors, "
-            f"{len(problems) - errors} warnings",
+            f"{loaded.path}: {checked}, {errors} errors, {len(problems) - errors} warnings",
             err=True,
         )
     sys.exit(1 if failed else 0)
@@ -135,6 +173,7 @@ def dockerfile(ctx, name):
 
 @click.command("matrix", epilog=EXIT_CODES)
 @entry_filters
+@click.option("--all", "whole", is_flag=True, help=ALL_HELP)
 @click.option(
     "--format",
     "fmt",
@@ -145,9 +184,9 @@ def dockerfile(ctx, name):
 )
 @click.pass_context
 @handles_errors
-def matrix_cmd(ctx, torch_spec, cuda, python, flavour, fmt):
+def matrix_cmd(ctx, torch_spec, cuda, python, flavour, whole, fmt):
     """Emit the (filtered) matrix for CI: `{"include": [...]}` for GitHub Actions."""
-    _, entries = select_entries(ctx, torch_spec, cuda, python, flavour)
+    entries = _space_entries(ctx, torch_spec, cuda, python, flavour, whole)
     if fmt == "names":
         click.echo("\n".join(e.name for e in entries))
         return

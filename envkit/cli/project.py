@@ -21,6 +21,13 @@ from .options import EXIT_CODES, emit_json, handles_errors, loaded_matrix
     help="Choose a CUDA entry ('11.8', '11', 'cu118') or 'cpu', whatever the host has.",
 )
 @click.option(
+    "--requirements",
+    "requirements",
+    metavar="FILE",
+    help="The requirements file that decides (default requirements.txt); other requirement "
+    "files are only noted.",
+)
+@click.option(
     "--as-of",
     "as_of",
     metavar="YYYY-MM-DD",
@@ -32,15 +39,22 @@ from .options import EXIT_CODES, emit_json, handles_errors, loaded_matrix
 @click.option("--json", "as_json", is_flag=True, help="Print the choice as JSON.")
 @click.pass_context
 @handles_errors
-def init(ctx, folder, cuda, as_of, force, dry_run, as_json):
+def init(ctx, folder, cuda, requirements, as_of, force, dry_run, as_json):
     """Choose the newest entry that fits the project's torch pins and this host's GPU, and
     write it to envkit.yaml.
 
-    Pins are read from requirements*.txt, pyproject.toml, setup.py (never run), setup.cfg and
-    environment.yml; the GPU and driver from nvidia-smi.
+    Pins are read from requirements.txt (with its -r/-c includes), pyproject.toml, setup.py
+    (never run), setup.cfg, environment.yml, Pipfile.lock or Pipfile; the GPU and driver from
+    nvidia-smi. Any stack the facts allow can be chosen (envkit list --all).
     """
     given = asof.checked(as_of) if as_of else None
-    choice = chooser.init_project(folder, loaded_matrix(ctx), chooser.detect_host(), cuda=cuda)
+    choice = chooser.init_project(
+        folder,
+        loaded_matrix(ctx),
+        chooser.detect_host(),
+        cuda=cuda,
+        requirements=requirements,
+    )
     date = (
         asof.AsOf(given, f"as_of {given}: given")
         if given

@@ -15,6 +15,8 @@ from envkit.init import choose, find_pins, init_project, write_choice
 from envkit.project import load_project
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+# The choice logic is tested on a small matrix of its own (space=MATRIX.entries); the whole
+# space of stacks is tested with the real facts in test_init_projects.py.
 MATRIX = matrix.load(DATA / "matrix-init.yaml")
 
 # Stand-ins with the real module's signatures and published values (NVIDIA's CUDA release
@@ -66,7 +68,8 @@ def project(tmp_path: Path, **files: str) -> Path:
 
 
 def chosen(folder: Path, host: GpuHost = NO_GPU, **kwargs) -> str:
-    return init_project(folder, MATRIX, host, facts=FACTS, **kwargs).entry.name
+    choice = init_project(folder, MATRIX, host, facts=FACTS, space=MATRIX.entries, **kwargs)
+    return choice.entry.name
 
 
 # ------------------------------------------------------------------------- requirements
@@ -74,7 +77,7 @@ def chosen(folder: Path, host: GpuHost = NO_GPU, **kwargs) -> str:
 
 def test_requirements_exact_pin_chooses_that_release(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "numpy\ntorch==1.4.0\n"})
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch1.4-cpu"
     assert "found torch==1.4.0 (requirements.txt:2)" in choice.explanation
     assert choice.requirements_file == "requirements.txt"
@@ -88,11 +91,11 @@ def test_range_with_torchvision_chooses_newest_in_range(tmp_path):
 
 def test_newer_candidates_are_explained(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch>=1.8,<1.10\n"})
-    lines = init_project(folder, MATRIX, NO_GPU, facts=FACTS).explanation
+    lines = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries).explanation
     rejected = [line for line in lines if line.startswith("rejected ")]
     assert rejected and "torch2.8-cuda12.9" in rejected[0]
     assert "torch>=1.8,<1.10 (requirements.txt:1)" in rejected[0]
-    assert any("preferred the CPU entry torch1.9-cpu" in line for line in lines)
+    assert any("preferred the CPU stack torch1.9-cpu" in line for line in lines)
 
 
 def test_includes_and_requirements_folder_are_followed(tmp_path):
@@ -104,7 +107,7 @@ def test_includes_and_requirements_folder_are_followed(tmp_path):
             "requirements__extra.txt": "torchvision>=0.10\n",
         },
     )
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch1.9-cpu"
     assert any("requirements/base.txt:1" in line for line in choice.explanation)
     # An including file cannot be copied alone into the image.
@@ -151,7 +154,7 @@ def test_poetry_caret_and_tilde(tmp_path):
             """
         },
     )
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch1.9-cpu"
     assert {p.package for p in choice.pins} == {"python", "torch", "torchvision"}
 
@@ -172,7 +175,7 @@ def test_poetry_caret_on_a_prerelease_and_a_bad_constraint(tmp_path):
         tmp_path / "bad", **{"pyproject.toml": '[tool.poetry.dependencies]\ntorch = "^one.two"\n'}
     )
     with pytest.raises(BadInput, match="'\\^one.two' is not a Poetry version constraint"):
-        init_project(bad, MATRIX, NO_GPU, facts=FACTS)
+        init_project(bad, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
 
 
 def test_setup_py_is_read_without_running_it(tmp_path):
@@ -218,7 +221,7 @@ def test_setup_cfg(tmp_path):
             """
         },
     )
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch1.13-cpu"
     assert "found torch>=1.9,<1.14 (setup.cfg:7)" in choice.explanation
 
@@ -258,7 +261,7 @@ def test_environment_yml_pytorch_cuda_and_pip_section(tmp_path):
             """
         },
     )
-    choice = init_project(folder, MATRIX, H100, facts=FACTS)
+    choice = init_project(folder, MATRIX, H100, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch2.0-cuda11.8"
     assert any("environment.yml:5" in line for line in choice.explanation)
 
@@ -274,9 +277,9 @@ def test_conda_cpuonly(tmp_path):
 def test_h100_with_torch_1_13_fits_nothing(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch==1.13.1\n"})
     with pytest.raises(CheckFailed) as caught:
-        init_project(folder, MATRIX, H100, facts=FACTS)
+        init_project(folder, MATRIX, H100, facts=FACTS, space=MATRIX.entries)
     message = str(caught.value)
-    assert message.startswith("no entry fits")
+    assert message.startswith("no stack fits")
     assert "compute capability 9.0" in message and "torch 1.13.1" in message
     assert caught.value.exit_code == 1
 
@@ -284,7 +287,7 @@ def test_h100_with_torch_1_13_fits_nothing(tmp_path):
 def test_old_driver_rules_out_cuda_entries_and_names_the_driver(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch>=2.0\n"})
     with pytest.raises(CheckFailed) as caught:
-        init_project(folder, MATRIX, V100_418, facts=FACTS)
+        init_project(folder, MATRIX, V100_418, facts=FACTS, space=MATRIX.entries)
     assert "418.67" in caught.value.message and "driver" in caught.value.message
     assert "--cuda cpu" in caught.value.fix
     assert chosen(folder, V100_418, cuda="cpu") == "torch2.8-cpu"
@@ -292,7 +295,9 @@ def test_old_driver_rules_out_cuda_entries_and_names_the_driver(tmp_path):
 
 def test_old_driver_falls_back_to_a_cuda_it_supports(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch==1.9.1\n"})
-    choice = init_project(folder, MATRIX, GpuHost.of("440.64", "7.0"), facts=FACTS)
+    choice = init_project(
+        folder, MATRIX, GpuHost.of("440.64", "7.0"), facts=FACTS, space=MATRIX.entries
+    )
     assert choice.entry.name == "torch1.9-cuda10"
     assert any("CUDA 11.1 needs NVIDIA driver >= 450.80.02" in line for line in choice.explanation)
 
@@ -313,7 +318,7 @@ def test_conflicting_pins_name_the_pin(tmp_path):
         },
     )
     with pytest.raises(CheckFailed) as caught:
-        init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+        init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert "Python 3.7 is outside python>=3.10 (pyproject.toml:2)" in caught.value.message
 
 
@@ -327,7 +332,7 @@ def test_no_pins_chooses_newest(tmp_path):
 
 def test_write_choice_round_trips_and_refuses_overwrite(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch==1.4.0\n"})
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     write_choice(folder, choice)
     loaded = load_project(folder)
     assert loaded.entry == "torch1.4-cpu" and loaded.requirements_file == "requirements.txt"
@@ -349,7 +354,7 @@ def test_real_facts_reject_torch_1_13_on_h100(tmp_path):
     pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
     folder = project(tmp_path, **{"requirements.txt": "torch==1.13.1\n"})
     with pytest.raises(CheckFailed, match="9.0"):
-        init_project(folder, MATRIX, H100)
+        init_project(folder, MATRIX, H100, space=MATRIX.entries)
 
 
 def test_real_facts_reject_torch_1_4_on_an_a100_for_its_linked_in_libraries(tmp_path):
@@ -367,17 +372,19 @@ def test_real_facts_keep_torch_1_4_cuda_10_1_on_driver_450(tmp_path):
     folder = project(
         tmp_path, **{"environment.yml": "dependencies: [pytorch=1.4, cudatoolkit=10.1]\n"}
     )
-    assert init_project(folder, MATRIX, V100_450).entry.name == "torch1.4-cuda10"
+    assert (
+        init_project(folder, MATRIX, V100_450, space=MATRIX.entries).entry.name == "torch1.4-cuda10"
+    )
 
 
 def test_real_facts_run_cuda_12_8_on_the_535_driver_through_minor_version_compatibility(tmp_path):
     # 535 is older than CUDA 12.8's own driver (570.26) but above the 12.x floor (525).
     pytest.importorskip("envkit.facts", reason="envkit.facts is not there yet")
     folder = project(tmp_path, **{"requirements.txt": "torch==2.8.0\n"})
-    choice = init_project(folder, MATRIX, GpuHost.of("535.104.05", "9.0"))
+    choice = init_project(folder, MATRIX, GpuHost.of("535.104.05", "9.0"), space=MATRIX.entries)
     assert choice.entry.cuda.startswith("12.")
     with pytest.raises(CheckFailed, match="needs NVIDIA driver >= 525"):
-        init_project(folder, MATRIX, GpuHost.of("520.61.05", "9.0"))
+        init_project(folder, MATRIX, GpuHost.of("520.61.05", "9.0"), space=MATRIX.entries)
 
 
 def test_real_facts_run_cuda_11_0_on_its_own_driver(tmp_path):
@@ -391,7 +398,7 @@ def test_real_facts_run_cuda_11_0_on_its_own_driver(tmp_path):
 
 def test_requirements_star_files_at_the_top_are_read(tmp_path):
     folder = project(tmp_path, **{"requirements-dev.txt": "pytest\ntorch==1.8.1\n"})
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch1.8-cpu"
     assert "found torch==1.8.1 (requirements-dev.txt:2)" in choice.explanation
 
@@ -421,7 +428,7 @@ def test_pyproject_tables_of_the_wrong_shape_are_noted_not_fatal(tmp_path):
             """
         },
     )
-    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS)
+    choice = init_project(folder, MATRIX, NO_GPU, facts=FACTS, space=MATRIX.entries)
     assert choice.entry.name == "torch1.8-cpu"
     text = "\n".join(choice.explanation)
     assert "project.optional-dependencies is not a table, not read" in text
@@ -431,6 +438,6 @@ def test_pyproject_tables_of_the_wrong_shape_are_noted_not_fatal(tmp_path):
 def test_a_cuda_option_against_the_pins_says_to_change_the_option(tmp_path):
     folder = project(tmp_path, **{"requirements.txt": "torch==1.4.0+cu92\n"})
     with pytest.raises(CheckFailed) as caught:
-        init_project(folder, MATRIX, NO_GPU, facts=FACTS, cuda="11")
+        init_project(folder, MATRIX, NO_GPU, facts=FACTS, cuda="11", space=MATRIX.entries)
     assert "--cuda 11 asks for another CUDA" in caught.value.message
     assert caught.value.fix.startswith("change or drop --cuda")

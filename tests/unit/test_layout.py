@@ -19,7 +19,14 @@ PACKAGE = Path(envkit.__file__).resolve().parent
 STDLIB = frozenset(sys.stdlib_module_names)
 # matrix loading and validation, the rules over facts, rendering, and the GPU answer: pure
 # functions over plain data, testable with nothing installed.
-PURE_CORE = ("envkit.matrix", "envkit.check", "envkit.dockerfile", "envkit.facts", "envkit.project")
+PURE_CORE = (
+    "envkit.matrix",
+    "envkit.check",
+    "envkit.dockerfile",
+    "envkit.facts",
+    "envkit.project",
+    "envkit.stacks",
+)
 PURE_CORE_PACKAGES = ("envkit.gpu",)
 
 
