@@ -143,17 +143,18 @@ def _rejection(
 
 
 def _ranker(curated: set[str]):
-    """Newest torch first; then newest CUDA; runtime before devel; a curated entry before a
-    derived stack of the same build; the release's default Python; then newer Pythons."""
+    """Newest torch first; then a curated entry (the well-known defaults) before a derived
+    stack of the same torch; newest CUDA; runtime before devel; the release's default Python;
+    then newer Pythons."""
 
     def rank(entry: Entry) -> tuple:
         release = fact_tables.torch_release(entry.torch)
         default = stacks.default_python(release, entry.cuda) if release else entry.python
         return (
             _version(entry.torch),
+            entry.name in curated,
             _version(entry.cuda or "0"),
             entry.flavour == "runtime",
-            entry.name in curated,
             entry.python == default,
             _version(entry.python),
         )

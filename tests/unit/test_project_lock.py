@@ -172,7 +172,7 @@ def test_init_proposes_the_last_commit_touching_the_dependency_files(tmp_path):
 
 
 def test_init_writes_the_given_or_proposed_as_of(tmp_path):
-    (tmp_path / "requirements.txt").write_text("attrs\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\nattrs\n")
     runner = CliRunner()
     args = ["--matrix", str(CI_MATRIX), "init", str(tmp_path), "--cuda", "cpu"]
     out = runner.invoke(main, [*args, "--as-of", "2022-01-01"])
