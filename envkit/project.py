@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
+from . import settings as known_settings
 from .errors import BadInput, MatrixError
 from .matrix import Problem, did_you_mean, node_line
 
@@ -19,7 +20,7 @@ CA_SECRET_PATH = "/run/secrets/envkit-ca"
 REQUIREMENTS_IN_IMAGE = "/tmp/envkit/requirements.txt"
 CONSTRAINTS_IN_IMAGE = "/tmp/envkit/torch-constraints.txt"
 
-_KEYS = ("entry", "requirements", "requirements_file", "apt", "env")
+_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "settings")
 # A Debian package name, optionally pinned: libgl1 or libgl1=1.6.0-1.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,6 +36,9 @@ class Project:
     requirements_file: str | None = None
     apt: tuple[str, ...] = ()
     env: dict = field(default_factory=dict, hash=False)
+    # Build settings for this project (envkit.settings): key -> (value, line in the file),
+    # with per-Python base images as `base_images.3.8`.
+    settings: dict = field(default_factory=dict, hash=False)
 
     @property
     def directory(self) -> Path:
@@ -52,6 +56,15 @@ class Project:
             data["apt"] = list(self.apt)
         if self.env:
             data["env"] = dict(self.env)
+        if self.settings:
+            nested: dict = {}
+            for key, (value, _) in self.settings.items():
+                name, _, python = key.partition(".")
+                if python:
+                    nested.setdefault(name, {})[python] = value
+                else:
+                    nested[name] = value
+            data["settings"] = nested
         return data
 
 
@@ -144,6 +157,49 @@ class _Reader:
             out[name] = value.value
         return out
 
+    def settings(self, node: yaml.Node) -> dict:
+        names = known_settings.NAMES
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, "'settings' must be a mapping", "write settings: {index_url: ...}")
+            return {}
+        out: dict = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else ""
+            if name not in names:
+                self.problem(
+                    key,
+                    f"unknown setting {name!r}",
+                    did_you_mean(name, names) or f"known settings: {', '.join(names)}",
+                )
+                continue
+            if known_settings.BY_NAME[name].kind == "images":
+                if not isinstance(value, yaml.MappingNode):
+                    self.problem(
+                        value, f"{name!r} must be a mapping", f'write {name}: {{"3.8": REF}}'
+                    )
+                    continue
+                pairs = [(k, v) for k, v in value.value]
+            else:
+                pairs = [(None, value)]
+            for python_node, item in pairs:
+                python = python_node.value if python_node is not None else None
+                if not isinstance(item, yaml.ScalarNode) or item.tag.endswith(":null"):
+                    self.problem(
+                        item, f"setting {name} must be a single string", f"write {name}: ..."
+                    )
+                    continue
+                problem = known_settings.check_value(
+                    name, {python: item.value} if python is not None else item.value
+                )
+                if problem:
+                    self.problem(python_node or item, problem, "see envkit config for the settings")
+                    continue
+                out[f"{name}.{python}" if python is not None else name] = (
+                    item.value,
+                    node_line(python_node or key),
+                )
+        return out
+
     def read(self, text: str, folder: Path) -> dict:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -183,6 +239,8 @@ class _Reader:
                 values[key] = self.requirements_file(node, folder)
             elif key == "apt":
                 values[key] = self.apt(node)
+            elif key == "settings":
+                values[key] = self.settings(node)
             else:
                 values[key] = self.env(node)
         if "entry" not in values:
@@ -208,6 +266,7 @@ def parse_project(text: str, path: str | Path) -> Project:
         requirements_file=values.get("requirements_file"),
         apt=values.get("apt") or (),
         env=values.get("env") or {},
+        settings=values.get("settings") or {},
     )
 
 

@@ -53,6 +53,12 @@ COMMANDS: dict[str, CommandInfo] = {
         "clean",
         "Remove every container envkit started that is still around (label io.envkit).",
     ),
+    "config": CommandInfo(
+        "config",
+        "config",
+        "Show each build setting's effective value and where it comes from (option, env var, "
+        "envkit.yaml, config file or default); `envkit config set NAME VALUE` remembers one.",
+    ),
     "dockerfile": CommandInfo(
         "entries", "dockerfile", "Print the rendered Dockerfile for an entry."
     ),

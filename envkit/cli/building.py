@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 import threading
@@ -26,6 +25,7 @@ from .options import (
     image_for,
     image_options,
     loaded_matrix,
+    resolved_build_options,
     select_entries,
     tag_option,
 )
@@ -110,14 +110,6 @@ def render_build_result(result) -> None:
         click.echo(f"fix: {result.fix}", err=True)
 
 
-def _build_options(settings: dict) -> builder.BuildOptions:
-    """BuildOptions from the command's options of the same names, refused early when unusable."""
-    names = {f.name for f in dataclasses.fields(builder.BuildOptions)}
-    options = builder.BuildOptions(**{k: v for k, v in settings.items() if k in names})
-    builder.check_options(options)
-    return options
-
-
 def _warn_broken_rules(ctx: click.Context, entries) -> None:
     """Say which of `check`'s rules the entries to build break. A warning, not a refusal: the
     fact tables can lag a new torch release, and the build itself has the last word."""
@@ -196,7 +188,7 @@ def build(
         entries = [loaded_matrix(ctx).get(project.entry)]
     else:
         _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)  # not empty
-    options = _build_options(build_settings)
+    options = resolved_build_options(ctx, build_settings)
     _warn_broken_rules(ctx, entries)
     progress = BuildProgress(live=sys.stderr.isatty() and not as_json)
     try:
@@ -245,7 +237,7 @@ Then: docker buildx bake -f FILE [TARGET...]   (targets are entry names with '.'
 def bake(ctx, names, torch_spec, cuda, python, flavour, output, as_json, **build_settings):
     """Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`."""
     _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)
-    options = _build_options(build_settings)
+    options = resolved_build_options(ctx, build_settings)
     path = baker.write_bake(entries, options, output)
     targets = [baker.target_name(e) for e in entries]
     if as_json:
@@ -271,9 +263,10 @@ def bake(ctx, names, torch_spec, cuda, python, flavour, output, as_json, **build
 @handles_errors
 def lock_cmd(ctx, name, out_path, **build_settings):
     """Write envkit.lock for NAME's built image: base image digest, image id, and the exact
-    Python packages inside. Pass the same build options you built with."""
+    Python packages inside. Pass the same build options you built with (the settings give
+    them when you built with the settings)."""
     entry = loaded_matrix(ctx).get(name)
-    options = _build_options(build_settings)
+    options = builder.options_for(entry, resolved_build_options(ctx, build_settings))
     lock.check_out_path(out_path)
     made = lock.make_lock(entry, options)
     lock.write_lock(made, out_path)
