@@ -20,7 +20,7 @@ CA_SECRET_PATH = "/run/secrets/envkit-ca"
 REQUIREMENTS_IN_IMAGE = "/tmp/envkit/requirements.txt"
 CONSTRAINTS_IN_IMAGE = "/tmp/envkit/torch-constraints.txt"
 
-_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "settings")
+_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "test", "settings")
 # A Debian package name, optionally pinned: libgl1 or libgl1=1.6.0-1.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,6 +39,8 @@ class Project:
     # Build settings for this project (envkit.settings): key -> (value, line in the file),
     # with per-Python base images as `base_images.3.8`.
     settings: dict = field(default_factory=dict, hash=False)
+    # The project's own test command, run in its image by CI (`envkit ci init`).
+    test: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -56,6 +58,8 @@ class Project:
             data["apt"] = list(self.apt)
         if self.env:
             data["env"] = dict(self.env)
+        if self.test:
+            data["test"] = self.test
         if self.settings:
             nested: dict = {}
             for key, (value, _) in self.settings.items():
@@ -241,6 +245,10 @@ class _Reader:
                 values[key] = self.apt(node)
             elif key == "settings":
                 values[key] = self.settings(node)
+            elif key == "test":
+                values[key] = self.string(key, node)
+                if values[key] is not None and (not values[key].strip() or "\n" in values[key]):
+                    self.problem(node, "'test' must be one command line", "e.g. test: pytest -q")
             else:
                 values[key] = self.env(node)
         if "entry" not in values:
@@ -267,6 +275,7 @@ def parse_project(text: str, path: str | Path) -> Project:
         apt=values.get("apt") or (),
         env=values.get("env") or {},
         settings=values.get("settings") or {},
+        test=values.get("test"),
     )
 
 

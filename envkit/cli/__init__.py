@@ -48,6 +48,11 @@ COMMANDS: dict[str, CommandInfo] = {
         "check",
         "Validate a matrix file: schema, then rules over the facts (pairings, variants, Pythons).",
     ),
+    "ci": CommandInfo(
+        "ci",
+        "ci",
+        "Continuous integration for a project: envkit ci init writes a GitHub Actions workflow.",
+    ),
     "clean": CommandInfo(
         "building",
         "clean",
