@@ -280,8 +280,9 @@ def _build_or_reuse(
     on_event: Callable[[str, engine.BuildEvent], None] | None,
     unpullable_fix: str = (
         "the base image {base} could not be pulled (no registry reachable, a deleted tag, or "
-        "no access): pass --base-image with a local or mirrored image that has the entry's "
-        "Python (docs/build.md)"
+        "no access): make a local one with the entry's Python and remember it, "
+        "`envkit base PYTHON` (see `envkit base --help`), or pass --base-image with a "
+        "mirrored image"
     ),
 ) -> BuildResult:
     """The content-tag check, then a BuildKit build of `text` when the tag is missing.

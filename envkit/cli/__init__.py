@@ -31,6 +31,12 @@ COMMANDS: dict[str, CommandInfo] = {
         "bake",
         "Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`.",
     ),
+    "base": CommandInfo(
+        "base",
+        "base",
+        "Make a local base image for Python X.Y without a registry, and remember it as that "
+        "Python's base image (setting base_images.X.Y).",
+    ),
     "bench": CommandInfo(
         "benching",
         "bench",
