@@ -161,6 +161,18 @@ class _Reader:
             out[name] = value.value
         return out
 
+    def known_key(self, node: yaml.Node, known, what: str) -> str | None:
+        """The key's text when it is one of `known`; else a problem (with a did-you-mean)."""
+        name = node.value if isinstance(node, yaml.ScalarNode) else ""
+        if name in known:
+            return name
+        self.problem(
+            node,
+            f"unknown {what} {name!r}",
+            did_you_mean(name, known) or f"known {what}s: {', '.join(known)}",
+        )
+        return None
+
     def settings(self, node: yaml.Node) -> dict:
         names = known_settings.NAMES
         if not isinstance(node, yaml.MappingNode):
@@ -168,13 +180,8 @@ class _Reader:
             return {}
         out: dict = {}
         for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else ""
-            if name not in names:
-                self.problem(
-                    key,
-                    f"unknown setting {name!r}",
-                    did_you_mean(name, names) or f"known settings: {', '.join(names)}",
-                )
+            name = self.known_key(key, names, "setting")
+            if name is None:
                 continue
             if known_settings.BY_NAME[name].kind == "images":
                 if not isinstance(value, yaml.MappingNode):
@@ -224,13 +231,8 @@ class _Reader:
             return {}
         values: dict = {}
         for key_node, node in root.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else ""
-            if key not in _KEYS:
-                self.problem(
-                    key_node,
-                    f"unknown key {key!r}",
-                    did_you_mean(key, _KEYS) or f"known keys: {', '.join(_KEYS)}",
-                )
+            key = self.known_key(key_node, _KEYS, "key")
+            if key is None:
                 continue
             if key in values:
                 self.problem(key_node, f"duplicate key {key!r}", "remove one of them")
