@@ -70,9 +70,10 @@ def bake_definition(
             )
         owners[name] = entry.name
         text = dockerfile.render(entry)
-        args = build.build_args(entry, options)
+        own = build.options_for(entry, options)  # the base image set for its Python
+        args = build.build_args(entry, own)
         digest = build.content_hash(
-            entry, text, args, options, base_id(options.base_image or entry.base_image)
+            entry, text, args, own, base_id(own.base_image or entry.base_image)
         )
         repository = build.repository(entry.name, options)
         target = {
@@ -82,7 +83,7 @@ def bake_definition(
             "tags": [literal(f"{repository}:{tag}") for tag in ("latest", digest)],
             "labels": {
                 key: literal(value)
-                for key, value in build.labels(entry, digest, options.base_image).items()
+                for key, value in build.labels(entry, digest, own.base_image).items()
             },
         }
         if ca_bundle is not None:

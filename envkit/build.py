@@ -31,6 +31,9 @@ class BuildOptions:
     """Everything a user can set about how images are built."""
 
     base_image: str | None = None
+    # Base images per Python ((version, image) pairs, from the settings): for an entry whose
+    # Python has one, it replaces base_image.
+    base_images: tuple[tuple[str, str], ...] = ()
     index_url: str | None = None
     extra_index_url: str | None = None
     wheelhouse: Path | None = None
@@ -101,6 +104,12 @@ def _log_folder(options: BuildOptions) -> Path:
         with contextlib.suppress(OSError):  # made 0755 by an earlier envkit
             folder.chmod(0o700)
     return folder
+
+
+def options_for(entry: Entry, options: BuildOptions) -> BuildOptions:
+    """The options for one entry: base_image is the image set for the entry's Python, if any."""
+    per_python = dict(options.base_images).get(entry.python)
+    return replace(options, base_image=per_python) if per_python else options
 
 
 def repository(name: str, options: BuildOptions) -> str:
@@ -272,6 +281,7 @@ def ca_bundle(extra: Path, into: Path) -> Path:
 def plan(entry: Entry, options: BuildOptions) -> tuple[str, dict[str, str], str]:
     """Dockerfile text, build args and content tag for an entry (touches the engine only to
     read the base image's id)."""
+    options = options_for(entry, options)
     text = dockerfile.render(renderable(entry))
     args = build_args(entry, options)
     base_id = engine.image_id(options.base_image or entry.base_image)
@@ -284,6 +294,7 @@ def build_entry(
     on_event: Callable[[str, engine.BuildEvent], None] | None = None,
 ) -> BuildResult:
     """Build one entry (or find it up to date) and return the outcome as a value."""
+    options = options_for(entry, options)
     text, args, digest = plan(entry, options)
     return _build_or_reuse(
         entry.name,
@@ -311,8 +322,9 @@ def _build_or_reuse(
     on_event: Callable[[str, engine.BuildEvent], None] | None,
     unpullable_fix: str = (
         "the base image {base} could not be pulled (no registry reachable, a deleted tag, or "
-        "no access): pass --base-image with a local or mirrored image that has the entry's "
-        "Python (docs/build.md)"
+        "no access): make a local one with the entry's Python and remember it, "
+        "`envkit base PYTHON` (see `envkit base --help`), or pass --base-image with a "
+        "mirrored image"
     ),
     index_secret: str | None = None,
 ) -> BuildResult:
@@ -495,7 +507,7 @@ def build_project(
         "io.envkit.content-hash": digest,
     }
     # Only the project's options that make sense for it: no base override, no wheelhouse.
-    own = replace(options, base_image=None, wheelhouse=None, offline=False)
+    own = replace(options, base_image=None, base_images=(), wheelhouse=None, offline=False)
     result = _build_or_reuse(
         f"project {repo}",
         repo,

@@ -13,6 +13,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from . import files
+from . import settings as known_settings
 from .errors import BadInput, MatrixError
 from .matrix import Problem, did_you_mean, node_line
 
@@ -22,7 +23,7 @@ REQUIREMENTS_IN_IMAGE = "/tmp/envkit/requirements.txt"
 CONSTRAINTS_IN_IMAGE = "/tmp/envkit/torch-constraints.txt"
 LOCK_IN_IMAGE = "/tmp/envkit/envkit.lock.txt"
 
-_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "as_of")
+_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "as_of", "test", "settings")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A Debian package name, optionally pinned: libgl1 or libgl1=1.6.0-1.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
@@ -40,6 +41,11 @@ class Project:
     apt: tuple[str, ...] = ()
     env: dict = field(default_factory=dict, hash=False)
     as_of: str | None = None  # YYYY-MM-DD: resolve the project's packages as the index was then
+    # Build settings for this project (envkit.settings): key -> (value, line in the file),
+    # with per-Python base images as `base_images.3.8`.
+    settings: dict = field(default_factory=dict, hash=False)
+    # The project's own test command, run in its image by CI (`envkit ci init`).
+    test: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -59,6 +65,17 @@ class Project:
             data["env"] = dict(self.env)
         if self.as_of:
             data["as_of"] = self.as_of
+        if self.test:
+            data["test"] = self.test
+        if self.settings:
+            nested: dict = {}
+            for key, (value, _) in self.settings.items():
+                name, _, python = key.partition(".")
+                if python:
+                    nested.setdefault(name, {})[python] = value
+                else:
+                    nested[name] = value
+            data["settings"] = nested
         return data
 
 
@@ -161,6 +178,56 @@ class _Reader:
             return None
         return text
 
+    def known_key(self, node: yaml.Node, known, what: str) -> str | None:
+        """The key's text when it is one of `known`; else a problem (with a did-you-mean)."""
+        name = node.value if isinstance(node, yaml.ScalarNode) else ""
+        if name in known:
+            return name
+        self.problem(
+            node,
+            f"unknown {what} {name!r}",
+            did_you_mean(name, known) or f"known {what}s: {', '.join(known)}",
+        )
+        return None
+
+    def settings(self, node: yaml.Node) -> dict:
+        names = known_settings.NAMES
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, "'settings' must be a mapping", "write settings: {index_url: ...}")
+            return {}
+        out: dict = {}
+        for key, value in node.value:
+            name = self.known_key(key, names, "setting")
+            if name is None:
+                continue
+            if known_settings.BY_NAME[name].kind == "images":
+                if not isinstance(value, yaml.MappingNode):
+                    self.problem(
+                        value, f"{name!r} must be a mapping", f'write {name}: {{"3.8": REF}}'
+                    )
+                    continue
+                pairs = [(k, v) for k, v in value.value]
+            else:
+                pairs = [(None, value)]
+            for python_node, item in pairs:
+                python = python_node.value if python_node is not None else None
+                if not isinstance(item, yaml.ScalarNode) or item.tag.endswith(":null"):
+                    self.problem(
+                        item, f"setting {name} must be a single string", f"write {name}: ..."
+                    )
+                    continue
+                problem = known_settings.check_value(
+                    name, {python: item.value} if python is not None else item.value
+                )
+                if problem:
+                    self.problem(python_node or item, problem, "see envkit config for the settings")
+                    continue
+                out[f"{name}.{python}" if python is not None else name] = (
+                    item.value,
+                    node_line(python_node or key),
+                )
+        return out
+
     def read(self, text: str, folder: Path) -> dict:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -181,13 +248,8 @@ class _Reader:
             return {}
         values: dict = {}
         for key_node, node in root.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else ""
-            if key not in _KEYS:
-                self.problem(
-                    key_node,
-                    f"unknown key {key!r}",
-                    did_you_mean(key, _KEYS) or f"known keys: {', '.join(_KEYS)}",
-                )
+            key = self.known_key(key_node, _KEYS, "key")
+            if key is None:
                 continue
             if key in values:
                 self.problem(key_node, f"duplicate key {key!r}", "remove one of them")
@@ -202,6 +264,12 @@ class _Reader:
                 values[key] = self.apt(node)
             elif key == "as_of":
                 values[key] = self.as_of(node)
+            elif key == "settings":
+                values[key] = self.settings(node)
+            elif key == "test":
+                values[key] = self.string(key, node)
+                if values[key] is not None and (not values[key].strip() or "\n" in values[key]):
+                    self.problem(node, "'test' must be one command line", "e.g. test: pytest -q")
             else:
                 values[key] = self.env(node)
         if "entry" not in values:
@@ -241,6 +309,8 @@ def parse_project(text: str, path: str | Path) -> Project:
         apt=values.get("apt") or (),
         env=values.get("env") or {},
         as_of=values.get("as_of"),
+        settings=values.get("settings") or {},
+        test=values.get("test"),
     )
 
 

@@ -70,6 +70,33 @@ def pytest_runtest_setup(item):
         pytest.fail("CI must provide a Docker engine (.ci/run starts one); none answers")
 
 
+# The settings envkit reads from the environment and the user's config file (envkit.settings):
+# a test sees none of this machine's, unless it sets them itself.
+SETTINGS_ENV = (
+    "ENVKIT_CONFIG",
+    "ENVKIT_BASE_IMAGE",
+    "ENVKIT_BASE_IMAGES",
+    "ENVKIT_CA_CERT",
+    "ENVKIT_INDEX_URL",
+    "ENVKIT_EXTRA_INDEX_URL",
+    "ENVKIT_WHEELHOUSE",
+    "ENVKIT_REGISTRY",
+    "ENVKIT_TAG_PREFIX",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_user_settings(tmp_path_factory):
+    """An empty config folder and no ENVKIT_* settings for the whole session (subprocesses
+    inherit it); a test that needs settings sets them with monkeypatch."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    for name in SETTINGS_ENV:
+        mp.delenv(name, raising=False)
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def facts():
     """The fact tables the rules read."""

@@ -31,6 +31,12 @@ COMMANDS: dict[str, CommandInfo] = {
         "bake",
         "Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`.",
     ),
+    "base": CommandInfo(
+        "base",
+        "base",
+        "Make a local base image for Python X.Y without a registry, and remember it as that "
+        "Python's base image (setting base_images.X.Y).",
+    ),
     "bench": CommandInfo(
         "benching",
         "bench",
@@ -48,10 +54,21 @@ COMMANDS: dict[str, CommandInfo] = {
         "check",
         "Validate a matrix file: schema, then rules over the facts (pairings, variants, Pythons).",
     ),
+    "ci": CommandInfo(
+        "ci",
+        "ci",
+        "Continuous integration for a project: envkit ci init writes a GitHub Actions workflow.",
+    ),
     "clean": CommandInfo(
         "building",
         "clean",
         "Remove every container envkit started that is still around (label io.envkit).",
+    ),
+    "config": CommandInfo(
+        "config",
+        "config",
+        "Show each build setting's effective value and where it comes from (option, env var, "
+        "envkit.yaml, config file or default); `envkit config set NAME VALUE` remembers one.",
     ),
     "dockerfile": CommandInfo(
         "entries", "dockerfile", "Print the rendered Dockerfile for an entry."

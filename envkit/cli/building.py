@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 import threading
@@ -27,6 +26,7 @@ from .options import (
     image_for,
     image_options,
     loaded_matrix,
+    resolved_build_options,
     select_entries,
     tag_option,
 )
@@ -111,14 +111,6 @@ def render_build_result(result) -> None:
         click.echo(f"fix: {result.fix}", err=True)
 
 
-def _build_options(settings: dict) -> builder.BuildOptions:
-    """BuildOptions from the command's options of the same names, refused early when unusable."""
-    names = {f.name for f in dataclasses.fields(builder.BuildOptions)}
-    options = builder.BuildOptions(**{k: v for k, v in settings.items() if k in names})
-    builder.check_options(options)
-    return options
-
-
 def _warn_broken_rules(ctx: click.Context, entries) -> None:
     """Say which of `check`'s rules the entries to build break. A warning, not a refusal: the
     fact tables can lag a new torch release, and the build itself has the last word."""
@@ -195,7 +187,7 @@ def build(
         entries = [loaded_matrix(ctx).get(project.entry)]
     else:
         _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)  # not empty
-    options = _build_options(build_settings)
+    options = resolved_build_options(ctx, build_settings)
     if locked and lock_path is None:
         lock_path = Path(lock.PROJECT_LOCK_FILE if project is not None else lock.LOCK_FILE)
     _warn_broken_rules(ctx, entries)
@@ -246,7 +238,7 @@ Then: docker buildx bake -f FILE [TARGET...]   (targets are entry names with '.'
 def bake(ctx, names, torch_spec, cuda, python, flavour, output, as_json, **build_settings):
     """Write a docker-bake.json that builds the (filtered) matrix with `docker buildx bake`."""
     _, entries = select_entries(ctx, torch_spec, cuda, python, flavour, names)
-    options = _build_options(build_settings)
+    options = resolved_build_options(ctx, build_settings)
     path = baker.write_bake(entries, options, output)
     targets = [baker.target_name(e) for e in entries]
     if as_json:
@@ -275,8 +267,9 @@ def lock_cmd(ctx, name, out_path, **build_settings):
     The project: envkit.yaml's requirements resolved over the entry image's packages, as of
     its as_of date, every file's sha256 with them, into envkit.lock.txt (pip's
     --require-hashes format). NAME: envkit.lock with the base image digest, image id, and the
-    exact Python packages inside. Pass the same build options you built with."""
-    options = _build_options(build_settings)
+    exact Python packages inside. Pass the same build options you built with (the settings give
+    them when you built with the settings)."""
+    options = resolved_build_options(ctx, build_settings)
     if name in (None, "."):
         project = load_project(Path.cwd())
         if project is None:
@@ -285,6 +278,7 @@ def lock_cmd(ctx, name, out_path, **build_settings):
                 "name an entry (envkit lock NAME), or write one with `envkit init`",
             )
         entry = loaded_matrix(ctx).get(project.entry)
+        options = builder.options_for(entry, options)
         out_path = out_path or project.directory / lock.PROJECT_LOCK_FILE
         lock.check_out_path(out_path)
         made = lock.make_project_lock(project, entry, options)
@@ -293,6 +287,7 @@ def lock_cmd(ctx, name, out_path, **build_settings):
         click.echo(f"{out_path}: {entry.name} + project, {len(made.packages)} packages{as_of}")
         return
     entry = loaded_matrix(ctx).get(name)
+    options = builder.options_for(entry, options)
     out_path = out_path or Path(lock.LOCK_FILE)
     lock.check_out_path(out_path)
     made = lock.make_lock(entry, options)

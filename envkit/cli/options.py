@@ -22,7 +22,10 @@ Exit codes:
   130/143  interrupted (Ctrl-C) / terminated (SIGTERM); nothing is left running"""
 
 
-TAG_HELP = "Repository prefix the image was built with (after --registry R: R/envkit)."
+TAG_HELP = (
+    "Repository prefix the image was built with (after --registry R: R/envkit) "
+    "[default: the settings' [registry/]tag_prefix, else envkit]."
+)
 
 
 # ------------------------------------------------------------------- failures and signals
@@ -133,6 +136,68 @@ def image_for(ctx: click.Context, name: str, tag_prefix: str) -> tuple[str, str]
     return f"{tag_prefix}/{entry.name}:latest", entry.name
 
 
+# ------------------------------------------------------------------------------ settings
+
+
+def effective_settings(ctx: click.Context, given: dict | None = None):
+    """The settings in force: the options given on this command line, env vars, this
+    folder's envkit.yaml, the user's config file, defaults (envkit.settings)."""
+    from .. import settings
+    from ..project import load_project
+
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if "project_settings" not in root.obj:
+        project = load_project(Path.cwd())
+        root.obj["project_settings"] = (
+            (project.settings, Path(project.path)) if project and project.settings else None
+        )
+    given = {
+        name: value
+        for name, value in (given or {}).items()
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+    return settings.gather(given, root.obj["project_settings"])
+
+
+def resolved_build_options(ctx: click.Context, given: dict):
+    """BuildOptions from the command's options, the settings filling what was not given, refused
+    early when unusable. A command without --registry gets the registry in its --tag."""
+    import dataclasses
+
+    from .. import build
+
+    found = effective_settings(ctx, given)
+    problems = found.missing_paths()
+    if problems:
+        raise BadInput(problems[0], "fix the path, or unset it (envkit config shows where)")
+    values = dict(given)
+    for name in ("base_image", "index_url", "extra_index_url", "wheelhouse", "ca_cert"):
+        if values.get(name) is None and found.get(name) is not None:
+            values[name] = found.get(name)
+    if "registry" in values:
+        values["tag_prefix"] = values.get("tag_prefix") or found.get("tag_prefix")
+        values["registry"] = values.get("registry") or found.get("registry")
+    else:
+        values["tag_prefix"] = values.get("tag_prefix") or found.image_prefix()
+    if ctx.get_parameter_source("base_image") != click.core.ParameterSource.COMMANDLINE:
+        values["base_images"] = tuple(sorted(found.base_images().items()))
+    names = {f.name for f in dataclasses.fields(build.BuildOptions)}
+    options = build.BuildOptions(**{k: v for k, v in values.items() if k in names})
+    build.check_options(options)
+    return options
+
+
+def _image_prefix(ctx: click.Context, param, value):
+    """--tag of a command that uses a built image: given, else the settings' prefix."""
+    if value is not None:
+        return value
+    try:
+        return effective_settings(ctx).image_prefix()
+    except EnvkitError as exc:
+        _fail(exc)
+
+
 # ------------------------------------------------------------------------------- output
 
 
@@ -182,7 +247,7 @@ def entry_filters(func):
 def tag_option(func):
     """--tag PREFIX for a command that uses an image already built."""
     return click.option(
-        "--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX", help=TAG_HELP
+        "--tag", "tag_prefix", metavar="PREFIX", callback=_image_prefix, help=TAG_HELP
     )(func)
 
 
@@ -193,12 +258,15 @@ def image_options(func):
             click.option(
                 "--tag",
                 "tag_prefix",
-                default="envkit",
-                show_default=True,
                 metavar="PREFIX",
-                help="Repository prefix of the image tags.",
+                help="Repository prefix of the image tags [default: setting tag_prefix, else "
+                "envkit].",
             ),
-            click.option("--registry", metavar="HOST", help="Registry host to prefix tags with."),
+            click.option(
+                "--registry",
+                metavar="HOST",
+                help="Registry host to prefix tags with [default: setting registry].",
+            ),
             click.option("--no-cache", is_flag=True, help="Do not use the build cache."),
             click.option("--pull", is_flag=True, help="Always try to pull a newer base image."),
         ],
@@ -213,7 +281,8 @@ def build_options(func):
             click.option(
                 "--base-image",
                 metavar="REF",
-                help="Base image instead of the entry's (a mirror or a local image).",
+                help="Base image instead of the entry's (a mirror or a local image) "
+                "[default: settings base_images / base_image; envkit config shows them].",
             ),
             click.option("--index-url", metavar="URL", help="Package index for dependencies."),
             click.option("--extra-index-url", metavar="URL", help="Extra package index."),
