@@ -42,7 +42,8 @@ def remove_project_images(project):
 def project(tmp_path):
     folder = tmp_path / f"lockproj-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
-    (folder / "requirements.txt").write_text("attrs\nidna\n")
+    # torch pinned as the CI matrix has it: init then picks that curated entry
+    (folder / "requirements.txt").write_text("torch==2.13.0\nattrs\nidna\n")
     yield folder
     if (folder / lock.PROJECT_LOCK_FILE).exists():
         remove_project_images(folder)
@@ -70,7 +71,7 @@ def test_init_build_lock_refuse_drift_then_reproduce(cpu_image, cpu_wheelhouse, 
     assert envkit(project, "lock", ".", source=source, check=True).returncode == 0
     assert path.read_bytes() == text  # the same date resolves the same set
 
-    (project / "requirements.txt").write_text("attrs\nidna\ntqdm\n")
+    (project / "requirements.txt").write_text("torch==2.13.0\nattrs\nidna\ntqdm\n")
     refused = envkit(project, "build", "--locked", source=source)
     assert refused.returncode == 1, refused.stderr
     assert "the project changed since envkit.lock.txt was written" in refused.stderr
@@ -78,7 +79,7 @@ def test_init_build_lock_refuse_drift_then_reproduce(cpu_image, cpu_wheelhouse, 
     assert "+ tqdm 4.65.0 (not in the lock)" in refused.stderr  # what resolving would add
     assert "envkit lock" in refused.stderr
 
-    (project / "requirements.txt").write_text("attrs\nidna\n")
+    (project / "requirements.txt").write_text("torch==2.13.0\nattrs\nidna\n")
     built = envkit(project, "build", "--locked", "--json", source=source)
     assert built.returncode == 0, built.stderr
     assert [r["status"] for r in json.loads(built.stdout)] == ["up-to-date", "built"]
