@@ -19,7 +19,7 @@ CA_SECRET_PATH = "/run/secrets/envkit-ca"
 REQUIREMENTS_IN_IMAGE = "/tmp/envkit/requirements.txt"
 CONSTRAINTS_IN_IMAGE = "/tmp/envkit/torch-constraints.txt"
 
-_KEYS = ("entry", "requirements", "requirements_file", "apt", "env")
+_KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "test")
 # A Debian package name, optionally pinned: libgl1 or libgl1=1.6.0-1.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,6 +35,7 @@ class Project:
     requirements_file: str | None = None
     apt: tuple[str, ...] = ()
     env: dict = field(default_factory=dict, hash=False)
+    test: str | None = None  # the project's own test command, run in its image by `verify`
 
     @property
     def directory(self) -> Path:
@@ -52,6 +53,8 @@ class Project:
             data["apt"] = list(self.apt)
         if self.env:
             data["env"] = dict(self.env)
+        if self.test:
+            data["test"] = self.test
         return data
 
 
@@ -175,7 +178,7 @@ class _Reader:
             if key in values:
                 self.problem(key_node, f"duplicate key {key!r}", "remove one of them")
                 continue
-            if key == "entry":
+            if key in ("entry", "test"):
                 values[key] = self.string(key, node)
             elif key == "requirements":
                 values[key] = self.requirements(node)
@@ -208,6 +211,7 @@ def parse_project(text: str, path: str | Path) -> Project:
         requirements_file=values.get("requirements_file"),
         apt=values.get("apt") or (),
         env=values.get("env") or {},
+        test=values.get("test"),
     )
 
 
