@@ -299,3 +299,64 @@ def check_baseline_folder(store: Path | None) -> None:
     folder = records.records_dir() if store is None else Path(store)
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"{folder} is not a folder", "set XDG_DATA_HOME or pass --store DIR")
+
+
+def host_record(doctor_doc: dict, bench_doc: dict, *, source: str, quick: bool) -> dict:
+    """A record of a run on the host's own Python (no image): `envkit doctor --host --json` and
+    a bench report, as scripts/gpu-evidence.sh writes them."""
+    env = bench_doc.get("env") or {}
+    torch = str(env.get("torch") or "unknown")
+    gpus = [
+        {
+            "index": g.get("index"),
+            "name": str(g.get("name")),
+            "capability": g.get("capability"),
+            "memory_mib": g.get("memory_mib"),
+        }
+        for g in doctor_doc.get("host_gpus") or []
+    ]
+    failed = [] if doctor_doc.get("ok") else ["doctor"]
+    if bench_doc.get("status") != "ok":
+        failed.append("bench")
+    finished = _now()
+    record = {
+        "schema": records.SCHEMA_VERSION,
+        "id": "",
+        "envkit_version": __version__,
+        "started": finished,
+        "finished": finished,
+        "status": "fail",
+        "source": source,
+        "options": {"quick": quick, "host": True},
+        "entry": {
+            "name": f"host-torch{torch.split('+')[0]}",
+            "torch": torch,
+            "torchvision": env.get("torchvision"),
+            "torchaudio": None,
+            "cuda": env.get("cuda"),
+            "cudnn": None if env.get("cudnn") is None else str(env.get("cudnn")),
+            "python": str(env.get("python") or "unknown"),
+            "flavour": "host",
+            "project": None,
+        },
+        "image": {"ref": None, "id": None, "repo_digests": [], "labels": {}, "build": None},
+        "host": {
+            "kind": host_kind(bench_doc, cpu_model()),
+            "gpus": gpus,
+            "driver": env.get("driver") or next((g.get("driver") for g in gpus), None),
+            "engine": None,
+            "cpu": {"model": cpu_model(), "count": os.cpu_count()},
+            "machine": platform.machine(),
+        },
+        "doctor": {
+            "ok": bool(doctor_doc.get("ok")),
+            "checks": doctor_doc.get("checks") or [],
+            "suggestions": doctor_doc.get("suggestions") or [],
+        },
+        "bench": {"quick": quick, "error": None, "report": bench_doc},
+        "project_test": None,
+        "baseline": None,
+        "regressions": [],
+        "failed": failed,
+    }
+    return record

@@ -90,6 +90,30 @@ def export_cmd(ctx, target, entry):
     click.echo(f"{len(paths)} records written to {target}", err=True)
 
 
+@records_cmd.command("add-host")
+@click.argument("doctor_json", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("bench_json", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--quick", is_flag=True, help="The bench report is from a --quick run.")
+@click.option("--source", default="gpu-evidence", show_default=True)
+@click.pass_context
+@handles_errors
+def add_host(ctx, doctor_json, bench_json, quick, source):
+    """Make a record of a run on this host's own Python from `envkit doctor --host --json` and
+    a bench report (what scripts/gpu-evidence.sh writes), compared with the last good one."""
+    import json
+
+    from .. import report
+    from .. import verify as verifier
+
+    doctor_doc = json.loads(doctor_json.read_text(encoding="utf-8"))
+    bench_doc = report.load_bench(bench_json)
+    record = verifier.host_record(doctor_doc, bench_doc, source=source, quick=quick)
+    store = _store(ctx)
+    record = verifier.finish(record, verifier.VerifyOptions(store=store, source=source))
+    click.echo(records.render_record(record))
+    ctx.exit(verifier.exit_code(record))
+
+
 @click.command(
     epilog="""\b
   envkit report                       envkit-report/index.html from the record store
