@@ -6,6 +6,10 @@
 ARG BASE_IMAGE={{base_image}}
 FROM ${BASE_IMAGE}
 
+# What the image needs from the host: its GPU architectures, the oldest driver that runs its
+# CUDA, and (CUDA entries) NVIDIA_REQUIRE_CUDA, checked by the NVIDIA Container Toolkit at start.
+{{gpu_requirements}}
+
 ARG ENVKIT_TORCH_SOURCE="{{torch_source}}"
 ARG ENVKIT_INDEX_URL=
 ARG ENVKIT_EXTRA_INDEX_URL=

@@ -212,6 +212,7 @@ def labels(entry: Entry, digest: str, base_name: str | None = None) -> dict[str,
         "io.envkit.flavour": entry.flavour,
         "io.envkit.content-hash": digest,
         "io.envkit.version": __version__,
+        **dockerfile.gpu_requirements(entry),
     }
 
 

@@ -90,6 +90,51 @@ def cuda_apt_packages(entry: Entry) -> str:
     return " ".join(f"{name}-{suffix}" for name in names)
 
 
+def require_cuda(entry: Entry) -> str | None:
+    """NVIDIA_REQUIRE_CUDA for a CUDA entry (None for CPU-only): NVIDIA's own clauses for its
+    CUDA, keeping only the driver branches this image can run on.
+
+    NVIDIA's images ship the cuda-compat libraries, so their branch clauses include drivers
+    older than CUDA's minor-version floor; envkit's images carry the wheels' runtime alone, so
+    a branch below `facts.min_driver_to_run` would start a container whose CUDA then fails.
+    """
+    if not entry.cuda:
+        return None
+    release = facts.parse_release(entry.cuda)
+    head = f"cuda>={release.major}.{release.minor}" if release else f"cuda>={entry.cuda}"
+    nvidia = facts.nvidia_requirement(entry.cuda)
+    floor = facts.min_driver_to_run(entry.cuda)
+    if nvidia is None:
+        return head
+    floor_branch = facts.version_numbers(floor)[0] if floor else 0
+    branches = tuple(b for b in nvidia.branches if int(b) >= floor_branch)
+    extra = [c for c in nvidia.extra if (facts.version_numbers(c) or (0,))[0] >= floor_branch]
+    clauses = [c for c in nvidia.clauses(branches) if c not in nvidia.extra] + extra
+    return " ".join([head, *clauses])
+
+
+def gpu_requirements(entry: Entry) -> dict[str, str]:
+    """The labels that say what an image needs from the host's GPU stack ("none" for CPU)."""
+    arch = facts.arch_list(entry.torch, entry.cuda) if entry.cuda else None
+    return {
+        "io.envkit.arch_list": " ".join(arch) if arch else ("unknown" if entry.cuda else "none"),
+        "io.envkit.min_driver": (facts.min_driver_to_run(entry.cuda) or "unknown")
+        if entry.cuda
+        else "none",
+    }
+
+
+def requirements_block(entry: Entry) -> str:
+    """Dockerfile lines with the labels above and, for CUDA, NVIDIA_REQUIRE_CUDA: the NVIDIA
+    Container Toolkit then refuses a too-old driver when the container starts."""
+    labels = " \\\n      ".join(f'{k}="{v}"' for k, v in gpu_requirements(entry).items())
+    lines = [f"LABEL {labels}"]
+    required = require_cuda(entry)
+    if required:
+        lines.append(f'ENV NVIDIA_REQUIRE_CUDA="{required}"')
+    return "\n".join(lines)
+
+
 def values(entry: Entry) -> dict[str, str]:
     """Every placeholder a template may use, as text."""
     out = {
@@ -106,6 +151,7 @@ def values(entry: Entry) -> dict[str, str]:
         "torch_packages": " ".join(shlex.quote(p) for p in torch_packages(entry)),
         "pins": "".join(" " + shlex.quote(p) for p in entry.pins),
         "import_check": import_check(entry),
+        "gpu_requirements": requirements_block(entry),
     }
     if entry.flavour == "devel":
         out["ubuntu_repo"] = ubuntu_repo(entry)

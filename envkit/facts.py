@@ -440,3 +440,57 @@ def ubuntu_release(release: str) -> UbuntuRelease | None:
         if row.release == release:
             return row
     return None
+
+
+# ------------------------------------------------- what NVIDIA's images ask of the driver
+
+
+@dataclass(frozen=True)
+class NvidiaRequirement:
+    """NVIDIA_REQUIRE_CUDA of NVIDIA's own image for a CUDA minor version, as its parts."""
+
+    cuda: str
+    brands: tuple[str, ...]
+    branches: tuple[str, ...]  # driver branches ("470") the image may start on besides cuda>=
+    extra: tuple[str, ...]  # clauses NVIDIA wrote outside the brand x branch pattern
+    source: str | None  # the Dockerfile in NVIDIA's repository it was read from
+
+    def clauses(self, branches: tuple[str, ...] | None = None) -> list[str]:
+        """The space-separated clauses after `cuda>=X.Y`, for `branches` (default: all)."""
+        chosen = self.branches if branches is None else branches
+        out = [
+            f"brand={brand},driver>={branch},driver<{int(branch) + 1}"
+            for branch in chosen
+            for brand in self.brands
+        ]
+        return out + list(self.extra)
+
+    def text(self) -> str:
+        """NVIDIA's own string, as its image sets it."""
+        return " ".join([f"cuda>={self.cuda}", *self.clauses()])
+
+
+@functools.lru_cache(maxsize=1)
+def nvidia_requirements() -> tuple[NvidiaRequirement, ...]:
+    """All rows of nvidia_require_cuda in cuda.yaml."""
+    data = _load("cuda.yaml")
+    brand_sets = {str(k): tuple(str(b) for b in v) for k, v in data["nvidia_brands"].items()}
+    return tuple(
+        NvidiaRequirement(
+            cuda=str(r["cuda"]),
+            brands=brand_sets[str(r["brands"])] if r.get("brands") else (),
+            branches=tuple(str(b) for b in r.get("branches") or ()),
+            extra=tuple(str(c) for c in r.get("extra") or ()),
+            source=_opt(r.get("source")),
+        )
+        for r in data["nvidia_require_cuda"]
+    )
+
+
+def nvidia_requirement(cuda: str) -> NvidiaRequirement | None:
+    """NVIDIA's NVIDIA_REQUIRE_CUDA parts for a CUDA version ("12.1", "cu121"); None if unknown."""
+    key = _major_minor(cuda)
+    for row in nvidia_requirements():
+        if row.cuda == key:
+            return row
+    return None

@@ -59,10 +59,10 @@ skipped() {
 ENVKIT_OK=1
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
     ENVKIT_OK=0; WHY="envkit's CLI needs Python >= 3.9; $("$PY" -V 2>&1)"
-elif ! "$PY" -c "import click, yaml, packaging, pytest" 2>/dev/null; then
+elif ! "$PY" -c "import click, yaml, packaging, pytest, jsonschema" 2>/dev/null; then
     if ! "$PY" -m pip install -q ${WHEELS:+--no-index --find-links "$WHEELS"} \
-        click pyyaml packaging pytest; then
-        ENVKIT_OK=0; WHY="could not install click, PyYAML, packaging, pytest (set WHEELS=DIR)"
+        click pyyaml packaging pytest jsonschema; then
+        ENVKIT_OK=0; WHY="could not install click, PyYAML, packaging, pytest, jsonschema (set WHEELS=DIR)"
     fi
 fi
 [ "$ENVKIT_OK" = 1 ] || echo "warning: $WHY; envkit CLI steps are skipped" >&2
@@ -106,5 +106,8 @@ if "$PY" -c "import matplotlib" 2>/dev/null; then
 else
     skipped plots.txt "no matplotlib here; on any host with it: PYTHONPATH=. python -c \"$PLOT\""
 fi
+# one validation record of this host's run (doctor --host + the default bench), in
+# OUT/records; add it to the repository's with `envkit records --store docs/records import OUT/records`
+envkit_step record.txt 60 "$PY" -m envkit records --store "$OUT/records" add-host "$OUT/doctor-host.json" "$OUT/bench-gpu.json"
 envkit_step pytest-gpu.txt 300 "$PY" -m pytest tests/gpu -v -rs -p no:cacheprovider
 echo "done: $OUT (commands and exit codes in $OUT/commands.txt)"

@@ -106,6 +106,18 @@ COMMANDS: dict[str, CommandInfo] = {
         "matrix_cmd",
         'Emit the (filtered) matrix for CI: `{"include": [...]}` for GitHub Actions.',
     ),
+    "records": CommandInfo(
+        "records",
+        "records_cmd",
+        "List the validation records that `envkit verify` wrote, newest last; filter by entry, "
+        "host kind or date.",
+    ),
+    "report": CommandInfo(
+        "records",
+        "report_cmd",
+        "Write one self-contained HTML page of the validation records: a grid of entries x "
+        "host kinds, each record's details and bench plots, and the regressions.",
+    ),
     "run": CommandInfo(
         "running", "run", "Run a command in an entry's image: envkit run NAME -- python train.py"
     ),
@@ -118,6 +130,13 @@ COMMANDS: dict[str, CommandInfo] = {
         "entries",
         "show",
         "Everything about one entry: versions, base, index, pins, facts it was checked against.",
+    ),
+    "verify": CommandInfo(
+        "verify",
+        "verify",
+        "Prove an entry's image on this host and keep the proof: build (or reuse), doctor, "
+        "bench and the project's own test, written as one record and compared with the last "
+        "good one.",
     ),
 }
 

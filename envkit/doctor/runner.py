@@ -27,6 +27,7 @@ from ..programs import Place
 from .entry_checks import fit_checks
 from .finding import Check, DoctorReport
 from .host_checks import host_checks
+from .image_checks import image_requirements, refused_cuda, requirement_check
 from .probe_checks import container_checks, parsed_probe
 
 PROBE_PATH = inside.PROBE
@@ -145,6 +146,7 @@ def run_doctor(
             shm_size=shm_size,
             timeout=timeout,
             partial=bool(gpus and raw.nvidia_smi_error),
+            all_entries=all_entries,
         )
 
     if allow_cpu:
@@ -170,6 +172,7 @@ def _probe_in_image(
     shm_size: str | None,
     timeout: float,
     partial: bool = False,
+    all_entries: Iterable = (),
 ) -> list[Check]:
     entry = fit.entry
     if not isinstance(info, dict):
@@ -185,6 +188,9 @@ def _probe_in_image(
             )
         ]
     out: list[Check] = []
+    image_attrs = getattr(engine, "image_attrs", None)
+    if image_attrs is not None:
+        out.append(requirement_check(image_requirements(image_attrs(image)), fit.host.driver))
     gpus = list(fit.host.gpus)
     want_gpus, no_gpu = (None, None) if entry.cuda is None else _gpu_plan(checks, gpus, partial)
 
@@ -210,6 +216,12 @@ def _probe_in_image(
         # The engine refused the GPUs: report that, then still check the image without them.
         detail = with_explanation(explained[0], message) if explained else message
         fix = (explained[1] if explained else None) or exc.fix or TOOLKIT_FIX
+        if refused_cuda(message):
+            # The toolkit read the image's NVIDIA_REQUIRE_CUDA: name the entries this driver runs.
+            others = [e.name for e in gpu_fit.alternatives(entry, fit.host, all_entries)]
+            report.suggestions = report.suggestions or others
+            if others:
+                fix = f"{fix}; entries that run on this driver: {', '.join(others)}"
         out.append(Check("gpu-attach", "fail", f"GPUs could not be attached: {detail}", fix))
         no_gpu = (f"no GPU attached: {explained[0] if explained else message}", fix)
         try:

@@ -30,8 +30,9 @@ _KNOWN_ERRORS: tuple[tuple[re.Pattern, str, str], ...] = tuple(
             "versions (the driver was upgraded without a reboot)",
             "reboot the host, or unload and reload the nvidia kernel modules",
         ),
-        # The toolkit checks an image's NVIDIA_REQUIRE_CUDA (set by nvidia/cuda bases) against
-        # the driver before the container starts.
+        # The toolkit checks an image's NVIDIA_REQUIRE_CUDA (set by nvidia/cuda bases and by
+        # every envkit image of a CUDA entry) against the driver before the container starts;
+        # the doctor adds the entries that run on this driver to the fix.
         (
             r"requirement error: unsatisfied condition: cuda\s*>=",
             "the host's NVIDIA driver is older than the CUDA version the image declares "

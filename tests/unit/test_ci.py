@@ -28,13 +28,15 @@ CHECK_JSONSCHEMA = shutil.which("check-jsonschema") or shutil.which(
 # removal from its runners on 2026-09-23; the majors below moved to node24 in:
 # actions/checkout v5 (actions/checkout#2248), actions/setup-python v6 (actions/setup-python#1164),
 # docker/setup-buildx-action v4 and docker/login-action v4 (docker/setup-buildx-action#483,
-# 2026-03-03, and its siblings). Anything older runs on node20 or earlier. An action missing
+# 2026-03-03, and its siblings), actions/upload-artifact v6 (its v6.0.0 release notes: "now runs
+# on Node.js 24"; v5 only supported it). Anything older runs on node20 or earlier. An action missing
 # here fails the test: look its runtime up before adding it.
 NODE24_SINCE = {
     "actions/checkout": 5,
     "actions/setup-python": 6,
     "docker/setup-buildx-action": 4,
     "docker/login-action": 4,
+    "actions/upload-artifact": 6,
 }
 USES = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)@v(\d+)")
 

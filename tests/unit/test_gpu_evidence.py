@@ -38,6 +38,7 @@ STEPS = [
     "bench-oom.json",
     "reference-1024.json",
     "plots.txt",
+    "record.txt",
     "pytest-gpu.txt",
 ]
 
@@ -78,6 +79,10 @@ def test_every_step_runs_and_gpu_steps_fail_the_documented_way(tmp_path):
     assert codes["nvidia-smi.txt"] == "127"
     assert codes["versions.txt"] == "0"
     assert codes["probe-host.json"] == "0"
+    # The record is written and fails: no GPU here, so the bench reports no_gpu.
+    assert codes["record.txt"] == "1", (out / "record.txt.err").read_text()
+    written = list((out / "records").glob("*.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["status"] == "fail"
     # No GPU: a CUDA entry's static check fails; the host check fails only for a CUDA build of
     # torch (a CPU-only build on a host without a GPU is a coherent setup); every --device cuda
     # run says no_gpu instead of timing the CPU.

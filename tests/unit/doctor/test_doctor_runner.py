@@ -312,3 +312,75 @@ def test_orchestrator_reads_rootless_and_docker_desktop_from_the_engine(monkeypa
     assert users["rootless"].status == "pass" and "rootless" in users["rootless"].detail
     # Docker Desktop's file sharing hands bind-mounted files to the host user: no comparison.
     assert users["desktop"].status == "pass"
+
+
+# The NVIDIA Container Toolkit's refusal of an image whose NVIDIA_REQUIRE_CUDA the driver does
+# not meet, as nvidia-container-cli words it (libnvidia-container's requirement check). Not
+# recorded here (no GPU machine): a DOCUMENTED EXAMPLE of the text docker prints.
+UNSATISFIED = (
+    "failed to create shim task: OCI runtime create failed: runc create failed: unable to start "
+    "container process: error during container init: error running hook #0: error running "
+    "hook: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
+    "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=13.0, please update "
+    "your driver to a newer version, or use an earlier cuda container: unknown"
+)
+
+
+def test_toolkit_refusing_the_images_cuda_is_explained_with_entries_that_run():
+    engine = FakeEngine(
+        info=gpu_docker_info(),
+        outputs=[
+            ContainerStartFailed(UNSATISFIED, "x"),
+            probe_result("cuda13-container-torch2.14-nogpu.json"),
+        ],
+    )
+    report = doctor.run_doctor(TORCH214, engine=engine, host=H100_HOST, all_entries=ALL)
+    assert [c["gpus"] for c in engine.calls] == ["all", None]
+    attach = by_id(report.checks)["gpu-attach"]
+    assert attach.status == "fail"
+    assert "older than the CUDA version the image declares" in attach.detail
+    assert "unsatisfied condition: cuda>=13.0" in attach.detail
+    assert report.suggestions, "a 550 driver runs older CUDA entries"
+    assert "entries that run on this driver: " + ", ".join(report.suggestions) in attach.fix
+    assert report.ok is False
+
+
+class LabelledEngine(FakeEngine):
+    def __init__(self, attrs, **kwargs):
+        super().__init__(**kwargs)
+        self.attrs = attrs
+
+    def image_attrs(self, ref):
+        return self.attrs
+
+
+def image_attrs_of(entry) -> dict:
+    """Inspect data of the shipped entry of that name's image, as envkit builds it."""
+    from envkit import build, dockerfile, matrix
+
+    shipped = matrix.load().get(entry.name)
+    env = [f"NVIDIA_REQUIRE_CUDA={dockerfile.require_cuda(shipped)}"] if shipped.cuda else []
+    return {"Config": {"Labels": build.labels(shipped, "0" * 12), "Env": ["PATH=/x", *env]}}
+
+
+def test_doctor_reads_the_images_requirements_back():
+    engine = LabelledEngine(
+        image_attrs_of(TORCH214),
+        info=gpu_docker_info(),
+        outputs=[probe_result("cuda13-container-torch2.14-nogpu.json")],
+    )
+    report = doctor.run_doctor(TORCH214, engine=engine, host=H100_HOST, all_entries=ALL)
+    requires = by_id(report.checks)["requires"]
+    assert requires.status == "fail"  # the H100 host's driver is 550; CUDA 13 needs 580
+    assert "needs driver >= 580 (NVIDIA_REQUIRE_CUDA cuda>=13.0)" in requires.detail
+    assert "sm_90" in requires.detail and "550" in requires.detail
+
+
+def test_requirement_check_of_cpu_and_unlabelled_images():
+    from envkit.doctor.image_checks import image_requirements, refused_cuda, requirement_check
+
+    cpu = requirement_check(image_requirements(image_attrs_of(TORCH213_CPU)), None)
+    assert cpu.status == "pass" and "CPU-only" in cpu.detail
+    assert requirement_check(image_requirements({"Config": {}}), "550.54").status == "skip"
+    assert refused_cuda(UNSATISFIED) == "13.0"
+    assert refused_cuda("could not select device driver") is None
