@@ -236,9 +236,10 @@ def push_image(repository: str, tag: str) -> None:
 
 @dataclass
 class BuildEvent:
-    """Something a build reported: a new step, or a line of output."""
+    """Something a build reported: a new step, a phase of a long one (a large download, the
+    install, the export of the image), or a line of output."""
 
-    kind: str  # "step" or "log"
+    kind: str  # "step", "phase" or "log"
     text: str
     step: int | None = None
     steps: int | None = None
@@ -259,6 +260,29 @@ class BuildOutcome:
 _STEP = re.compile(r"^#(\d+) \[(?:[\w.-]+ )?(\d+)/(\d+)\] (.*)$")
 _VERTEX_LINE = re.compile(r"^#(\d+) (?:\d+\.\d+ )?(.*)$")
 _VERTEX_ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+# pip names each file before it downloads it; without a terminal its bar comes only at the end.
+_DOWNLOAD = re.compile(r"^\s*Downloading (\S+) \((\d+(?:\.\d+)?) (kB|MB|GB)\)$")
+_INSTALLING = re.compile(r"^\s*Installing collected packages: (.*)$")
+BIG_DOWNLOAD_MB = 50  # torch and the nvidia-* wheels: minutes of a build
+
+
+def build_phase(text: str) -> str | None:
+    """What a line of build output says the build is busy with, worth telling the user: a large
+    download, pip installing, the image being exported; None for any other line."""
+    download = _DOWNLOAD.match(text)
+    if download:
+        name, size, unit = download.groups()
+        megabytes = float(size) * {"kB": 1 / 1024, "MB": 1, "GB": 1024}[unit]
+        if megabytes >= BIG_DOWNLOAD_MB:
+            return f"downloading {name.rsplit('/', 1)[-1]} ({size} {unit})"
+        return None
+    installing = _INSTALLING.match(text)
+    if installing:
+        names = [n.strip() for n in installing.group(1).split(",") if n.strip()]
+        return f"installing {len(names)} package{'s' if len(names) != 1 else ''}"
+    if text.strip() == "exporting to image":
+        return "exporting the image"
+    return None
 
 
 def build(
@@ -369,6 +393,9 @@ def _run_build(
             vertex_line = _VERTEX_LINE.match(line)
             if vertex_line:
                 output_of.setdefault(vertex_line.group(1), []).append(vertex_line.group(2))
+                phase = build_phase(vertex_line.group(2))
+                if phase:
+                    emit(BuildEvent("phase", phase))
             emit(BuildEvent("log", line))
         code = proc.wait()
     except KeyboardInterrupt as interrupt:

@@ -38,6 +38,7 @@ class BuildProgress:
     def __init__(self, live: bool):
         self.live = live
         self.state: dict[str, str] = {}
+        self.steps: dict[str, str] = {}  # the step each entry is in, for its phases
         self.started: dict[str, float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -61,21 +62,21 @@ class BuildProgress:
                     click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
 
     def event(self, name, event):
-        """Show a build step of entry `name` (log lines go to the build log only)."""
-        if event.kind != "step":
+        """Show a build step of entry `name`, and the phases of a long step (a large download,
+        the install, the export); log lines go to the build log only."""
+        if event.kind not in ("step", "phase"):
             return
         with self.lock:
             self.started.setdefault(name, time.monotonic())
-            self.state[name] = f"step {event.step}/{event.steps}: {event.text[:60]}"
+            if event.kind == "step":
+                self.steps[name] = f"step {event.step}/{event.steps}"
+            step, text = self.steps.get(name, "step"), event.text  # a phase: of the last step
+            self.state[name] = f"{step}: {text[:60]}"
             if self.live:
                 click.echo("\r\x1b[K" + self._line(), nl=False, err=True)
             else:
                 elapsed = time.monotonic() - self.started[name]
-                click.echo(
-                    f"[{name}] step {event.step}/{event.steps} ({elapsed:.0f}s): "
-                    f"{event.text[:100]}",
-                    err=True,
-                )
+                click.echo(f"[{name}] {step} ({elapsed:.0f}s): {text[:100]}", err=True)
 
     def done(self, result):
         """Replace an entry's status with its result."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -224,3 +225,42 @@ def test_build_warns_when_an_entry_breaks_a_matrix_rule(monkeypatch):
     )
     shipped = invoke("build", "torch1.4-cuda10")  # the shipped matrix breaks no rule
     assert "breaks a matrix rule" not in shipped.output
+
+
+BUILD_LOG = Path(__file__).resolve().parent.parent / "data" / "build"
+
+
+def test_a_build_says_when_a_large_wheel_downloads_and_when_the_image_is_exported():
+    """From the plain BuildKit log of a real torch 1.4 build: torch's 753 MB download, pip's
+    install and the export each become a phase; the small wheels do not."""
+    import re
+
+    from envkit.engine import build_phase
+
+    text = (BUILD_LOG / "torch1.4-cuda10-pip-and-export.log").read_text()
+    lines = [re.sub(r"^#\d+ (?:\d+\.\d+ )?", "", line) for line in text.splitlines()]
+    phases = [p for p in map(build_phase, lines) if p]
+    assert phases == [
+        "downloading torch-1.4.0-cp38-cp38-manylinux1_x86_64.whl (753.4 MB)",
+        "installing 3 packages",
+        "installing 3 packages",
+        "exporting the image",
+    ]
+    assert build_phase("  Downloading nvidia_cudnn_cu12-9.1.0.70-py3-none-any.whl (1.2 GB)")
+    assert build_phase("  Downloading six-1.17.0-py2.py3-none-any.whl (11 kB)") is None
+
+
+def test_build_progress_shows_phases_within_their_step(capsys):
+    from envkit.cli.building import BuildProgress
+    from envkit.engine import BuildEvent
+
+    progress = BuildProgress(live=False)
+    progress.event("torch1.4-cuda10", BuildEvent("step", "RUN pip install torch", 3, 5))
+    progress.event("torch1.4-cuda10", BuildEvent("phase", "downloading torch-1.4.0.whl (753.4 MB)"))
+    progress.event("torch1.4-cuda10", BuildEvent("step", "exporting to image", 5, 5))
+    progress.event("torch1.4-cuda10", BuildEvent("phase", "exporting the image"))
+    progress.close()
+    err = capsys.readouterr().err.splitlines()
+    assert err[1].startswith("[torch1.4-cuda10] step 3/5 (")
+    assert err[1].endswith("downloading torch-1.4.0.whl (753.4 MB)")
+    assert err[3].endswith("exporting the image") and "step 5/5" in err[3]
