@@ -68,7 +68,7 @@ RUN --mount=type=secret,id=envkit-ca \
  && extra="${ENVKIT_FIND_LINKS:+--find-links $ENVKIT_FIND_LINKS} ${ENVKIT_EXTRA_INDEX_URL:+--extra-index-url $ENVKIT_EXTRA_INDEX_URL}" \
  && if [ -n "$ENVKIT_OFFLINE" ]; then torch_src="--no-index"; rest_src="--no-index"; \
     else torch_src="$ENVKIT_TORCH_SOURCE"; rest_src="${ENVKIT_INDEX_URL:+--index-url $ENVKIT_INDEX_URL}"; fi \
- && pip install --no-deps $torch_src $extra {{torch_packages}} \
+ && pip install --no-deps $torch_src $extra {{source_packages}} \
  && pip install $rest_src $extra {{torch_packages}}{{pins}}
 
 RUN python -c "{{import_check}}" && nvcc --version

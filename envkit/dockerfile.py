@@ -10,7 +10,7 @@ from packaging.version import Version
 
 from . import facts
 from .errors import BadInput
-from .matrix import Entry
+from .matrix import SAFE_URL, Entry
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # The devel template is offered on Ubuntu 20.04 and later; ubuntu.yaml lists 18.04 for check.
@@ -37,13 +37,29 @@ def torch_packages(entry: Entry) -> list[str]:
     return packages
 
 
+def source_packages(entry: Entry) -> list[str]:
+    """The torch family members the entry's own source serves (all of them from PyPI); the
+    others (torchvision 0.2.x lives on PyPI alone) come with the second, PyPI step."""
+    if not entry.index_url:
+        return torch_packages(entry)
+    release = facts.torch_release(entry.torch)
+    elsewhere = set(release.pypi_only) if release else set()
+    return [p for p in torch_packages(entry) if p.split("==")[0] not in elsewhere]
+
+
 def torch_source(entry: Entry) -> str:
     """pip options that make the entry's index the only source of the torch family."""
     if not entry.index_url:
         return ""
-    if entry.index_url.endswith(".html"):
-        return f"--no-index --find-links {entry.index_url}"
-    return f"--index-url {entry.index_url}"
+    url = entry.index_url
+    if not SAFE_URL.fullmatch(url):  # the matrix refuses these; an Entry made in code may not
+        raise BadInput(
+            f"{entry.name}: index_url {url!r} has characters a Dockerfile cannot carry safely",
+            "percent-encode them (%20 for a space, %22 for a quote)",
+        )
+    if url.endswith(".html"):
+        return f"--no-index --find-links {url}"
+    return f"--index-url {url}"
 
 
 def import_check(entry: Entry) -> str:
@@ -149,6 +165,7 @@ def values(entry: Entry) -> dict[str, str]:
         "base_image": entry.base_image,
         "torch_source": torch_source(entry),
         "torch_packages": " ".join(shlex.quote(p) for p in torch_packages(entry)),
+        "source_packages": " ".join(shlex.quote(p) for p in source_packages(entry)),
         "pins": "".join(" " + shlex.quote(p) for p in entry.pins),
         "import_check": import_check(entry),
         "gpu_requirements": requirements_block(entry),

@@ -32,6 +32,9 @@ class TorchRelease:
     note: str | None = None
     wheels: dict[str, str] = field(default_factory=dict)  # variant (cpu, 10.2) -> location
     python_by_variant: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Family members whose wheels live on PyPI alone, whatever the variant's own source
+    # (torchvision 0.2.x: one pure-Python wheel, never on PyTorch's pages).
+    pypi_only: tuple[str, ...] = ()
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -118,6 +121,7 @@ def torch_releases() -> tuple[TorchRelease, ...]:
                 str(k): tuple(str(p) for p in v)
                 for k, v in (r.get("python_by_variant") or {}).items()
             },
+            pypi_only=tuple(str(p) for p in r.get("pypi_only") or ()),
         )
         for r in rows
     ]

@@ -129,9 +129,9 @@ class Matrix:
 
 # Schema: key -> (required, kind). "version" keeps YAML's source text so that 3.10 stays "3.10".
 _ENTRY_KEYS = {
-    "torch": (True, "version"),
-    "torchvision": (False, "version?"),
-    "torchaudio": (False, "version?"),
+    "torch": (True, "release"),
+    "torchvision": (False, "release?"),
+    "torchaudio": (False, "release?"),
     "cuda": (True, "version?"),
     "cudnn": (False, "version?"),
     "python": (True, "python"),
@@ -147,6 +147,11 @@ _TOP_KEYS = ("version", "defaults", "entries")
 
 
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+# What an index URL may hold to be rendered into a Dockerfile and split by a shell as it is:
+# no quotes, spaces, shell metacharacters or control characters (percent-encode those).
+SAFE_URL = re.compile(r"^(?:https?|file)://[A-Za-z0-9._~:/@%+=,-]+$")
+# torch, torchvision and torchaudio pins name a release in full, as pip and the facts do.
+_RELEASE = re.compile(r"^\d+\.\d+\.\d+$")
 _TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # a file in dockerfiles/, never a path
 
 
@@ -221,6 +226,14 @@ class _Reader:
                 return None
             if kind == "pins":
                 for item in node.value:
+                    if any(ord(c) < 32 or c in "\\`$" for c in item.value):
+                        self.problem(
+                            item,
+                            f"pin {item.value!r} has a line break, a control character, a "
+                            "backslash, `$` or a backquote",
+                            'one requirement per item, e.g. "numpy<2"',
+                        )
+                        return None
                     problem = _requirement_problem(item.value)
                     if problem:
                         self.problem(item, f"pin {item.value!r} {problem}", 'e.g. "numpy<2"')
@@ -233,10 +246,10 @@ class _Reader:
         if key == "cuda" and text.lower() in ("cpu", "none"):
             self.problem(node, f"cuda {text!r}: a CPU-only entry has no CUDA", "write cuda: null")
             return None
-        if kind == "version" and not _VERSION.match(text):
+        if kind == "version" and not _VERSION.fullmatch(text):
             self.problem(node, f"{key} {text!r} is not a version like 1.4.0", "use digits and dots")
             return None
-        if kind == "image" and not _IMAGE.match(text):
+        if kind == "image" and not _IMAGE.fullmatch(text):
             self.problem(
                 node,
                 f"{key} {text!r} is not an image reference",
@@ -248,14 +261,30 @@ class _Reader:
                 node, f"{key} {text!r} is not a URL", "e.g. https://download.pytorch.org/whl/cu118"
             )
             return None
-        if kind == "template" and not _TEMPLATE.match(text):
+        if kind == "url" and not SAFE_URL.fullmatch(text):
+            self.problem(
+                node,
+                f"{key} {text!r} has characters a Dockerfile cannot carry (quotes, spaces, "
+                "shell metacharacters, line breaks)",
+                "percent-encode them (%20 for a space, %22 for a quote)",
+            )
+            return None
+        if kind == "release" and not _RELEASE.fullmatch(text):
+            self.problem(
+                node,
+                f"{key} {text!r} is not a version like 1.4.0 (all three numbers)",
+                f"write the release in full: pip finds no {key}=={text} wheel otherwise, after "
+                "the downloads",
+            )
+            return None
+        if kind == "template" and not _TEMPLATE.fullmatch(text):
             self.problem(
                 node,
                 f"dockerfile {text!r} is not a template name",
                 f"name a template in dockerfiles/ without its suffix: {', '.join(FLAVOURS)}",
             )
             return None
-        if kind == "python" and not _PYTHON.match(text):
+        if kind == "python" and not _PYTHON.fullmatch(text):
             self.problem(node, f"python {text!r} is not a version like 3.8", 'quote it: "3.10"')
             return None
         if kind == "flavour" and text not in FLAVOURS:
@@ -270,7 +299,7 @@ class _Reader:
     def entry(self, name_node: yaml.Node, node: yaml.Node, defaults: dict) -> Entry | None:
         name = name_node.value
         before = len(self.problems)
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             self.problem(
                 name_node,
                 f"entry name {name!r} must be lower-case letters, digits, '.', '-' or '_'",

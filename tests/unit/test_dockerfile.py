@@ -127,3 +127,22 @@ def test_templates_are_the_top_level_dockerfiles_folder():
     top = Path(__file__).resolve().parents[2] / "dockerfiles"
     assert dockerfile.templates_dir().resolve() == top.resolve()
     assert {p.name for p in top.glob("*.Dockerfile")} == {"runtime.Dockerfile", "devel.Dockerfile"}
+
+
+def test_an_index_url_made_in_code_cannot_smuggle_a_dockerfile_line():
+    entry = _entry(index_url='https://example.com/simple"\nRUN touch /tmp/pwned\n#')
+    with pytest.raises(BadInput, match="cannot carry safely"):
+        dockerfile.render(entry)
+
+
+def test_torchvision_0_2_comes_from_pypi_when_torch_comes_from_pytorchs_pages():
+    """torch 1.0.1 + cu100 lives in PyTorch's folder, torchvision 0.2.2 (one pure-Python wheel)
+    on PyPI alone: the first, --no-index step must not ask the folder for it."""
+    text = dockerfile.render(matrix.load().get("torch1.0-cuda10"))
+    (first,) = [line for line in text.splitlines() if "pip install --no-deps" in line]
+    (second,) = [line for line in text.splitlines() if "pip install $rest_src" in line]
+    assert "torch==1.0.1" in first and "torchvision" not in first
+    assert "torchvision==0.2.2" in second
+    # where torch's own source is PyPI, the whole family comes in the first step, as before
+    pypi = dockerfile.render(matrix.load().get("torch1.0-cuda9"))
+    assert "--no-deps $torch_src $extra torch==1.0.1 torchvision==0.2.2" in pypi

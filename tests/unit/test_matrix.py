@@ -63,6 +63,14 @@ CORPUS = [
     ("cuda-cpu.yaml", 2, 8, "cuda 'cpu': a CPU-only entry has no CUDA — write cuda: null"),
     ("merge-key.yaml", 2, 4, "YAML merge keys (<<) are not supported"),
     (
+        "index-injection.yaml",
+        2,
+        10,
+        "has characters a Dockerfile cannot carry (quotes, spaces, shell metacharacters",
+    ),
+    ("two-part-torch.yaml", 2, 4, "torch '1.4' is not a version like 1.4.0 (all three numbers)"),
+    ("pin-line-break.yaml", 2, 10, "has a line break, a control character"),
+    (
         "rule-dockerfile-flavour.yaml",
         1,
         11,
