@@ -199,7 +199,12 @@ def image_options(func):
                 help="Repository prefix of the image tags.",
             ),
             click.option("--registry", metavar="HOST", help="Registry host to prefix tags with."),
-            click.option("--no-cache", is_flag=True, help="Do not use the build cache."),
+            click.option(
+                "--no-cache",
+                is_flag=True,
+                help="Build every step anew, without the layer cache (envkit build: even when "
+                "the content tag exists, as with --force).",
+            ),
             click.option("--pull", is_flag=True, help="Always try to pull a newer base image."),
         ],
         func,
