@@ -218,24 +218,44 @@ def _read_ca_cert(path: Path) -> str:
     return text
 
 
-# Docker's grammar for the path part of a reference, and for a registry host[:port].
-_REPOSITORY_PATH = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+# Docker's grammar for references (distribution/reference), matched whole (fullmatch: `$`
+# alone would let a trailing newline through): the path part, a registry host[:port], a tag
+# and a digest.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+_REPOSITORY_PATH = re.compile(_PATH)
+_REGISTRY = re.compile(rf"{_HOST}(?::\d+)?", re.ASCII)
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:{_HOST}(?::\d+)?/)?{_PATH}(?::\w[\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
 )
-_REGISTRY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d+)?$")
+
+
+def check_tag_prefix(tag_prefix: str) -> None:
+    """BadInput unless --tag PREFIX is a repository name Docker accepts (every command that
+    takes --tag asks this)."""
+    if not _REPOSITORY_PATH.fullmatch(tag_prefix):
+        raise BadInput(
+            f"--tag {tag_prefix!r} is not a repository name",
+            "lower-case letters, digits and . _ - separated by /, e.g. --tag myteam/envkit",
+        )
 
 
 def check_options(options: BuildOptions) -> None:
     """Refuse unusable options before the engine is asked anything (BadInput, exit 2)."""
-    if not _REPOSITORY_PATH.match(options.tag_prefix):
-        raise BadInput(
-            f"--tag {options.tag_prefix!r} is not a repository name",
-            "lower-case letters, digits and . _ - separated by /, e.g. --tag myteam/envkit",
-        )
-    if options.registry is not None and not _REGISTRY.match(options.registry):
+    check_tag_prefix(options.tag_prefix)
+    if options.registry is not None and not _REGISTRY.fullmatch(options.registry):
         raise BadInput(
             f"--registry {options.registry!r} is not a registry host",
             "give host[:port] with no scheme or path, e.g. --registry ghcr.io",
+        )
+    if options.base_image is not None and not _IMAGE_REFERENCE.fullmatch(options.base_image):
+        raise BadInput(
+            f"--base-image {options.base_image!r} is not an image reference",
+            "give [registry/]name[:tag][@sha256:digest] as docker pull takes it, e.g. "
+            "--base-image python:3.11-slim-bookworm",
         )
     if options.offline and not options.wheelhouse:
         raise BadInput(

@@ -179,10 +179,27 @@ def entry_filters(func):
     )
 
 
+def _checked_tag(ctx, param, value: str) -> str:
+    """--tag PREFIX refused as build refuses it (exit 2), before the command runs."""
+    from ..build import check_tag_prefix
+
+    try:
+        check_tag_prefix(value)
+    except BadInput as exc:
+        _fail(exc)
+    return value
+
+
 def tag_option(func):
     """--tag PREFIX for a command that uses an image already built."""
     return click.option(
-        "--tag", "tag_prefix", default="envkit", show_default=True, metavar="PREFIX", help=TAG_HELP
+        "--tag",
+        "tag_prefix",
+        default="envkit",
+        show_default=True,
+        metavar="PREFIX",
+        help=TAG_HELP,
+        callback=_checked_tag,
     )(func)
 
 
