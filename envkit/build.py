@@ -85,12 +85,15 @@ class BuildResult:
         }
 
 
+def cache_folder() -> Path:
+    """envkit's own cache: $XDG_CACHE_HOME/envkit, else ~/.cache/envkit."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "envkit"
+
+
 def log_dir(options: BuildOptions) -> Path:
     """Where full build logs go."""
-    if options.log_dir:
-        return options.log_dir
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "envkit" / "logs"
+    return options.log_dir or cache_folder() / "logs"
 
 
 def _log_folder(options: BuildOptions) -> Path:
