@@ -8,8 +8,8 @@ import sys
 import click
 
 from .. import check as rules
+from .. import credentials, matrix
 from .. import dockerfile as render
-from .. import matrix
 from ..errors import MatrixError
 from ..gpu import fit
 from ..table import format_table
@@ -32,7 +32,7 @@ def list_cmd(ctx, torch_spec, cuda, python, flavour, as_json):
     """List matrix entries (one row each), optionally filtered."""
     _, entries = select_entries(ctx, torch_spec, cuda, python, flavour)
     if as_json:
-        emit_json([e.to_dict() for e in entries])
+        emit_json(credentials.redact_data([e.to_dict() for e in entries]))
         return
     rows = [
         [
@@ -63,7 +63,7 @@ def list_cmd(ctx, torch_spec, cuda, python, flavour, as_json):
 def show(ctx, name, as_json):
     """Everything about one entry: versions, base, index, pins, facts it was checked against."""
     entry = loaded_matrix(ctx).get(name)
-    data = {**entry.to_dict(), **fit.profile(entry)}
+    data = credentials.redact_data({**entry.to_dict(), **fit.profile(entry)})
     if as_json:
         emit_json(data)
         return
@@ -96,7 +96,7 @@ def check(ctx, file, as_json):
     except MatrixError as exc:
         if as_json:
             problems = [{**vars(p), "fix": p.fix or exc.fix} for p in exc.problems]
-            emit_json({"ok": False, "usable": False, "problems": problems})
+            emit_json(credentials.redact_data({"ok": False, "usable": False, "problems": problems}))
             sys.exit(2)
         raise
     problems = rules.check(loaded)
@@ -107,14 +107,14 @@ def check(ctx, file, as_json):
                 "ok": not failed,
                 "usable": True,
                 "entries": len(loaded.entries),
-                "problems": [vars(p) for p in problems],
+                "problems": credentials.redact_data([vars(p) for p in problems]),
             }
         )
     else:
         for problem in problems:
             colour = "red" if problem.severity == "error" else "yellow"
             prefix = "" if problem.severity == "error" else "warning: "
-            click.secho(f"{prefix}{problem}", fg=colour)
+            click.secho(credentials.redact(f"{prefix}{problem}"), fg=colour)
         errors = len(rules.errors(problems))
         click.echo(
             f"{loaded.path}: {len(loaded.entries)} entries, {errors} errors, "
@@ -130,7 +130,7 @@ def check(ctx, file, as_json):
 @handles_errors
 def dockerfile(ctx, name):
     """Print the rendered Dockerfile for an entry."""
-    click.echo(render.render(loaded_matrix(ctx).get(name)), nl=False)
+    click.echo(credentials.redact(render.render(loaded_matrix(ctx).get(name))), nl=False)
 
 
 @click.command("matrix", epilog=EXIT_CODES)

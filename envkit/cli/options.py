@@ -29,13 +29,15 @@ TAG_HELP = "Repository prefix the image was built with (after --registry R: R/en
 
 
 def _fail(exc: EnvkitError) -> None:
+    from ..credentials import redact  # a matrix's index_url may be quoted
+
     if isinstance(exc, MatrixError):
         for problem in exc.problems:
-            click.secho(str(problem), fg="red", err=True)
+            click.secho(redact(str(problem)), fg="red", err=True)
     else:
-        click.secho(f"error: {exc.message}", fg="red", err=True)
+        click.secho(redact(f"error: {exc.message}"), fg="red", err=True)
     if exc.fix:
-        click.echo(f"fix: {exc.fix}", err=True)
+        click.echo(redact(f"fix: {exc.fix}"), err=True)
     sys.exit(exc.exit_code)
 
 
