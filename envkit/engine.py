@@ -722,6 +722,17 @@ def remove_if_unused(image_id: str) -> bool:
     return True
 
 
+def remove_dangling_images() -> tuple[list[str], list[str]]:
+    """Remove envkit's untagged images (label io.envkit.entry; a rebuild that made a new image
+    while a container used the old one leaves one); returns the ids removed and the ids kept
+    because a container or another image still uses them."""
+    removed, kept = [], []
+    found = client().images.list(filters={"dangling": True, "label": f"{LABEL}.entry"})
+    for image in found:
+        (removed if remove_if_unused(image.id) else kept).append(image.id)
+    return removed, kept
+
+
 def leftover_containers() -> list:
     """Every container carrying envkit's label, running or not."""
     return client().containers.list(all=True, filters={"label": LABEL})
