@@ -515,19 +515,26 @@ def _despite_interrupts(call: Callable):
     """call() run to its end in a worker thread, an interrupt meanwhile re-raised after it: an
     engine request cut off half-way would leave unknown whether the engine did the work."""
     outcome: dict = {}
+    began = threading.Event()
 
     def work():
+        began.set()
         try:
             outcome["value"] = call()
         except BaseException as exc:  # handed to the caller's thread below
             outcome["error"] = exc
 
     worker = threading.Thread(target=work, daemon=True)
-    worker.start()
     interrupted = None
-    while worker.is_alive():
+    try:
+        worker.start()
+    except KeyboardInterrupt as exc:  # start() waits for the thread, which may be running
+        interrupted = exc
+    while True:
         try:
-            worker.join()
+            if began.wait(timeout=1.0):  # not begun by then: it never started
+                worker.join()
+            break
         except KeyboardInterrupt as exc:
             interrupted = interrupted or exc
     if interrupted is not None:
@@ -556,6 +563,7 @@ def _remove(made) -> None:
     with contextlib.suppress(*quiet):
         made.remove(force=True)
     # A --rm container may already be mid-removal (409 above); wait for the engine to finish.
+    # One the engine was still starting refuses removal at first: ask again while it is there.
     for _ in range(50):
         try:
             made.reload()
@@ -564,6 +572,8 @@ def _remove(made) -> None:
         except quiet:
             return  # the engine is gone, and its containers with it
         time.sleep(0.2)
+        with contextlib.suppress(*quiet):
+            made.remove(force=True)
 
 
 @dataclass
@@ -833,9 +843,11 @@ def run_attached(spec: RunSpec) -> int:
     name = container_name(spec.entry)
     cmd = run_cli_command(spec, name)
     proc = subprocess.Popen(cmd)
+    interrupted = False
     try:
         return proc.wait()
     except KeyboardInterrupt as interrupt:
+        interrupted = True
         # Pass the signal on (the client proxies it into the container), give it a moment:
         # SIGTERM stays SIGTERM, so programs that checkpoint on it still do.
         sent = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
@@ -849,12 +861,22 @@ def run_attached(spec: RunSpec) -> int:
     finally:
         # `--rm` normally removed it already; an engine that went away took it along.
         with contextlib.suppress(EnvkitError):
-            _remove_by_name(name)
+            found = _remove_by_name(name)
+            if interrupted and not found and (proc.returncode or 0) < 0:
+                # The client died of the signal itself (the terminal's Ctrl-C reaches it too),
+                # perhaps with its create request in flight: the engine may make the container
+                # a moment after the client is gone.
+                for _ in range(10):
+                    time.sleep(0.2)
+                    if _remove_by_name(name):
+                        break
 
 
-def _remove_by_name(name: str) -> None:
+def _remove_by_name(name: str) -> bool:
+    """Remove the container called `name`; whether there was one."""
     try:
         made = client().containers.get(name)
     except _cleanup_errors():  # NotFound (the usual case: --rm removed it) or no engine
-        return
+        return False
     _remove(made)
+    return True
