@@ -526,14 +526,15 @@ def _despite_interrupts(call: Callable):
 
     worker = threading.Thread(target=work, daemon=True)
     interrupted = None
+    started = True
     try:
         worker.start()
     except KeyboardInterrupt as exc:  # start() waits for the thread, which may be running
         interrupted = exc
-    while True:
+        started = began.wait(timeout=5.0)  # not begun by then: it never started
+    while started:
         try:
-            if began.wait(timeout=1.0):  # not begun by then: it never started
-                worker.join()
+            worker.join()
             break
         except KeyboardInterrupt as exc:
             interrupted = interrupted or exc

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 MATRIX = REPO / "tests" / "data" / "matrix-ci.yaml"
-ENTRY = "ci-cpu"
+ENTRY = "ci-cpu"  # copied under a name of the soak's own, which labels its containers
 COMMANDS = ("build", "run", "bench", "lock", "init")
 # The latest moment (s after start) a signal is sent: most land while the command works.
 LATEST = {"build": 12.0, "run": 4.0, "bench": 8.0, "lock": 1.8, "init": 0.25}
@@ -61,6 +61,9 @@ class Soak:
         self.tmp = self.root / "tmp"
         self.tmp.mkdir()
         self.prefix = f"envkit-soak-{os.getpid()}"
+        self.entry = f"soak-{os.getpid()}"
+        self.matrix = self.root / "matrix.yaml"
+        self.matrix.write_text(MATRIX.read_text().replace(f"  {ENTRY}:", f"  {self.entry}:"))
         self.env = dict(
             os.environ,
             TMPDIR=str(self.tmp),
@@ -74,21 +77,23 @@ class Soak:
     # ------------------------------------------------------------------ commands
 
     def envkit(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "envkit", "--matrix", str(MATRIX), *args]
+        return [sys.executable, "-m", "envkit", "--matrix", str(self.matrix), *args]
 
     def command(self, name: str, folder: Path) -> list[str]:
         tag = ["--tag", self.prefix]
         logs = ["--log-dir", str(self.root / "logs")]
         if name == "build":
-            return self.envkit("build", ENTRY, *tag, *self.source, "--force", "--no-cache", *logs)
+            return self.envkit(
+                "build", self.entry, *tag, *self.source, "--force", "--no-cache", *logs
+            )
         if name == "run":
-            return self.envkit("run", ENTRY, *tag, "--gpus", "none", "--", "sleep", "30")
+            return self.envkit("run", self.entry, *tag, "--gpus", "none", "--", "sleep", "30")
         if name == "bench":
             out = ["--out", str(folder / "bench")]
-            return self.envkit("bench", ENTRY, *tag, "--gpus", "none", "--quick", *out)
+            return self.envkit("bench", self.entry, *tag, "--gpus", "none", "--quick", *out)
         if name == "lock":
             out = ["--out", str(folder / "envkit.lock")]
-            return self.envkit("lock", ENTRY, *tag, *self.source, *out)
+            return self.envkit("lock", self.entry, *tag, *self.source, *out)
         (folder / "requirements.txt").write_text("torch==2.13.0\n")
         return self.envkit("init", "--cuda", "cpu", str(folder))
 
@@ -96,7 +101,7 @@ class Soak:
         """The soak's own image of the entry (from the layer cache when it was built before)."""
         done = subprocess.run(
             self.envkit(
-                "build", ENTRY, "--tag", self.prefix, *self.source, "--log-dir", str(self.root)
+                "build", self.entry, "--tag", self.prefix, *self.source, "--log-dir", str(self.root)
             ),
             env=self.env,
             capture_output=True,
@@ -104,7 +109,7 @@ class Soak:
             timeout=1800,
         )
         if done.returncode != 0:
-            raise SystemExit(f"soak: could not build {ENTRY}:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"soak: could not build {self.entry}:\n{done.stderr[-3000:]}")
 
     # ------------------------------------------------------------------ one trial
 
@@ -151,20 +156,22 @@ class Soak:
         }
         if hung:
             self.details.append(f"{folder.name}: still running {EXIT_WAIT}s after {sent.name}")
+        (folder / "record.json").write_text(json.dumps(record) + "\n")
         return record
 
     # ------------------------------------------------------------------ what was left
 
     def leaked_containers(self, folder: Path) -> int:
+        """Containers of the soak's entry (by label: lock names its image by id)."""
         import docker
 
         client = docker.from_env(timeout=60)
+        label = f"io.envkit.entry={self.entry}"
         found = 0
-        for made in client.containers.list(all=True, filters={"label": "io.envkit"}):
-            if str(made.attrs.get("Config", {}).get("Image", "")).startswith(self.prefix + "/"):
-                found += 1
-                self.details.append(f"{folder.name}: container {made.name} ({made.status})")
-                made.remove(force=True)
+        for made in client.containers.list(all=True, filters={"label": label}):
+            found += 1
+            self.details.append(f"{folder.name}: container {made.name} ({made.status})")
+            made.remove(force=True)
         return found
 
     def leaked_processes(self, folder: Path) -> int:
@@ -210,7 +217,7 @@ class Soak:
         checks = {
             folder / "envkit.yaml": lambda p: project.load_project(p.parent),
             folder / "envkit.lock": lock.read_lock,
-            folder / "bench" / f"bench-{ENTRY}.json": report.load_bench,
+            folder / "bench" / f"bench-{self.entry}.json": report.load_bench,
         }
         found = 0
         for path, read in checks.items():
@@ -232,12 +239,12 @@ class Soak:
         self.prepare()
         order: list[str] = []
         while len(order) < self.args.interrupts:
-            round_ = list(COMMANDS)
+            round_ = list(self.args.only or COMMANDS)
             self.rng.shuffle(round_)
             order += round_
         records = [self.trial(i, name) for i, name in enumerate(order[: self.args.interrupts])]
         per_command = {}
-        for name in COMMANDS:
+        for name in self.args.only or COMMANDS:
             mine = [r for r in records if r["command"] == name]
             codes: dict[str, int] = {}
             for r in mine:
@@ -263,13 +270,16 @@ class Soak:
         }
 
     def close(self) -> None:
+        """Untag the soak's images (a container left behind may hold one: then it stays)."""
         import docker
 
         client = docker.from_env(timeout=60)
-        for image in client.images.list(name=f"{self.prefix}/{ENTRY}"):
+        for image in client.images.list(name=f"{self.prefix}/{self.entry}"):
             for tag in image.tags:
-                if tag.startswith(self.prefix + "/"):
-                    client.images.remove(tag)  # the tag only: the image is the test image's
+                try:
+                    client.images.remove(tag)
+                except docker.errors.APIError as exc:
+                    print(f"soak: {tag} stays: {exc}", file=sys.stderr)
         if not self.args.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -292,6 +302,9 @@ def main(argv=None) -> int:
         help="CA bundle for the build's index (this network's TLS proxy)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the soak's folder")
+    parser.add_argument(
+        "--only", action="append", choices=COMMANDS, help="soak these commands only (repeat)"
+    )
     args = parser.parse_args(argv)
     if not any(args.wheelhouse.glob("torch-*.whl")):
         print(
@@ -303,10 +316,10 @@ def main(argv=None) -> int:
     soak = Soak(args)
     try:
         summary = soak.run()
+        summary["command"] = " ".join(["python", "scripts/soak.py", *(argv or sys.argv[1:])])
+        print(json.dumps(summary, indent=2), flush=True)
     finally:
         soak.close()
-    summary["command"] = " ".join(["python", "scripts/soak.py", *(argv or sys.argv[1:])])
-    print(json.dumps(summary, indent=2))
     return 1 if summary["leaked"] else 0
 
 
