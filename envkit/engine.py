@@ -515,7 +515,7 @@ def _despite_interrupts(call: Callable):
     """call() run to its end in a worker thread, an interrupt meanwhile re-raised after it: an
     engine request cut off half-way would leave unknown whether the engine did the work."""
     outcome: dict = {}
-    began = threading.Event()
+    began, done = threading.Event(), threading.Event()
 
     def work():
         began.set()
@@ -523,6 +523,8 @@ def _despite_interrupts(call: Callable):
             outcome["value"] = call()
         except BaseException as exc:  # handed to the caller's thread below
             outcome["error"] = exc
+        finally:
+            done.set()
 
     worker = threading.Thread(target=work, daemon=True)
     interrupted = None
@@ -532,10 +534,11 @@ def _despite_interrupts(call: Callable):
     except KeyboardInterrupt as exc:  # start() waits for the thread, which may be running
         interrupted = exc
         started = began.wait(timeout=5.0)  # not begun by then: it never started
-    while started:
+    # Waited for through an event of our own: Python 3.11's Thread.join, cut short by a handler
+    # that raises, can mark a running thread stopped (bpo-45274), and is_alive() then lies.
+    while started and not done.is_set():
         try:
-            worker.join()
-            break
+            done.wait()
         except KeyboardInterrupt as exc:
             interrupted = interrupted or exc
     if interrupted is not None:

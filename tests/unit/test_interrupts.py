@@ -3,6 +3,7 @@ builds that do not start once cancelled."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -176,6 +177,24 @@ def test_an_interrupt_while_the_engine_call_starts_waits_for_the_call(monkeypatc
         finished.append(True)
         return "made"
 
+    with pytest.raises(KeyboardInterrupt):
+        engine._despite_interrupts(slow_create)
+    assert finished == [True]
+
+
+def test_a_ctrl_c_while_waiting_for_the_engine_call_waits_for_the_call():
+    # Python 3.11's Thread.join, cut short by a signal handler that raises, can mark the
+    # thread stopped while it still runs (bpo-45274): the wait must not rely on it.
+    import threading
+
+    finished = []
+
+    def slow_create():
+        time.sleep(0.5)
+        finished.append(True)
+        return "made"
+
+    threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
         engine._despite_interrupts(slow_create)
     assert finished == [True]
