@@ -88,12 +88,15 @@ class BuildResult:
         }
 
 
+def cache_folder() -> Path:
+    """envkit's own cache: $XDG_CACHE_HOME/envkit, else ~/.cache/envkit."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "envkit"
+
+
 def log_dir(options: BuildOptions) -> Path:
     """Where full build logs go."""
-    if options.log_dir:
-        return options.log_dir
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "envkit" / "logs"
+    return options.log_dir or cache_folder() / "logs"
 
 
 def _log_folder(options: BuildOptions) -> Path:
@@ -228,24 +231,44 @@ def _read_ca_cert(path: Path) -> str:
     return text
 
 
-# Docker's grammar for the path part of a reference, and for a registry host[:port].
-_REPOSITORY_PATH = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+# Docker's grammar for references (distribution/reference), matched whole (fullmatch: `$`
+# alone would let a trailing newline through): the path part, a registry host[:port], a tag
+# and a digest.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+_REPOSITORY_PATH = re.compile(_PATH)
+_REGISTRY = re.compile(rf"{_HOST}(?::\d+)?", re.ASCII)
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:{_HOST}(?::\d+)?/)?{_PATH}(?::\w[\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
 )
-_REGISTRY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d+)?$")
+
+
+def check_tag_prefix(tag_prefix: str) -> None:
+    """BadInput unless --tag PREFIX is a repository name Docker accepts (every command that
+    takes --tag asks this)."""
+    if not _REPOSITORY_PATH.fullmatch(tag_prefix):
+        raise BadInput(
+            f"--tag {tag_prefix!r} is not a repository name",
+            "lower-case letters, digits and . _ - separated by /, e.g. --tag myteam/envkit",
+        )
 
 
 def check_options(options: BuildOptions) -> None:
     """Refuse unusable options before the engine is asked anything (BadInput, exit 2)."""
-    if not _REPOSITORY_PATH.match(options.tag_prefix):
-        raise BadInput(
-            f"--tag {options.tag_prefix!r} is not a repository name",
-            "lower-case letters, digits and . _ - separated by /, e.g. --tag myteam/envkit",
-        )
-    if options.registry is not None and not _REGISTRY.match(options.registry):
+    check_tag_prefix(options.tag_prefix)
+    if options.registry is not None and not _REGISTRY.fullmatch(options.registry):
         raise BadInput(
             f"--registry {options.registry!r} is not a registry host",
             "give host[:port] with no scheme or path, e.g. --registry ghcr.io",
+        )
+    if options.base_image is not None and not _IMAGE_REFERENCE.fullmatch(options.base_image):
+        raise BadInput(
+            f"--base-image {options.base_image!r} is not an image reference",
+            "give [registry/]name[:tag][@sha256:digest] as docker pull takes it, e.g. "
+            "--base-image python:3.11-slim-bookworm",
         )
     if options.offline and not options.wheelhouse:
         raise BadInput(
@@ -335,7 +358,7 @@ def _build_or_reuse(
     started = time.monotonic()
     result = BuildResult(name, "failed", repo, digest)
     existing = engine.image_id(f"{repo}:{digest}")
-    if existing and not options.force:
+    if existing and not (options.force or options.no_cache):  # --no-cache: built anew, as asked
         if engine.image_id(f"{repo}:latest") != existing:
             engine.tag_image(existing, repo, "latest")
         result.status, result.image_id = "up-to-date", existing
@@ -383,9 +406,14 @@ def _build_or_reuse(
             f" at {outcome.failing_step}" if outcome.failing_step else ""
         )
         base = unpullable_base(outcome.tail or [])
+        pip = None if base else pip_failure(outcome.tail or [])
+        if pip:
+            result.error += f": {pip.cause}"
         result.fix = (
             f"{unpullable_fix.format(base=base)}; full log: {log_path}"
             if base
+            else f"{pip.fix}; full log: {log_path}"
+            if pip
             else f"read the full log: {log_path}"
         )
         return result
@@ -411,6 +439,85 @@ def unpullable_base(log_lines: list[str]) -> str | None:
             vertex = line[1:].split(" ", 1)[0]
             if vertex in images:
                 return images[vertex]
+    return None
+
+
+@dataclass(frozen=True)
+class PipFailure:
+    """Why a pip step failed, read from its own output, and what to do about it."""
+
+    cause: str
+    fix: str
+
+
+_PIP_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
+_PIP_WRONG_PYTHON = re.compile(r"requires a different Python: \S+ not in '[^']*'")
+_PIP_OSERROR = "Could not install packages due to an OSError: "
+_TLS_FAILED = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "ssl certificate")
+_UNREACHABLE = (
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Connection refused",
+    "Network is unreachable",
+    "ProxyError",
+    "Read timed out",
+    "connection broken by",
+    "Max retries exceeded",
+)
+_OTHER_PYTHON = (
+    "the image's Python is not one these packages support: build on a base with the entry's "
+    "Python (--base-image; `envkit show NAME` names it), or pick an entry for another Python"
+)
+
+
+def pip_failure(lines: list[str]) -> PipFailure | None:
+    """What a failed step's output says went wrong in pip (a wrong Python, an unreachable or
+    untrusted index, no matching version, a full disk), or None when it names no such cause."""
+    text = "\n".join(lines)
+    if any(word in text for word in _TLS_FAILED):
+        return PipFailure(
+            "pip could not verify the index's TLS certificate",
+            "behind a TLS-inspecting proxy pass its CA bundle with --ca-cert FILE (PEM); or "
+            "build from a folder of wheels: --wheelhouse DIR --offline",
+        )
+    if any(word in text for word in _UNREACHABLE):
+        return PipFailure(
+            "pip could not reach the package index",
+            "check the network and the index (--index-url, --extra-index-url or the matrix "
+            "index_url) from this host, e.g. `pip download --no-deps PACKAGE`; or build from "
+            "a folder of wheels: --wheelhouse DIR --offline",
+        )
+    refused = _PIP_WRONG_PYTHON.search(text)
+    if refused:
+        return PipFailure(f"a package {refused.group()}", _OTHER_PYTHON)
+    if _PIP_OSERROR in text:
+        line = next(line for line in lines if _PIP_OSERROR in line)
+        if "No space left on device" in line:
+            return PipFailure(
+                "no space left on the engine's disk",
+                "free space where Docker keeps images and the build cache (`docker system df`, "
+                "`docker builder prune`), then build again",
+            )
+        return PipFailure(
+            line.split(_PIP_OSERROR, 1)[1],
+            "pip could not write or fetch a file: fix what the line above names",
+        )
+    missing = _PIP_NOT_FOUND.search(text)
+    if missing:
+        requirement = missing.group(1)
+        if "(from versions: none)" in text and "Requires-Python" in text:
+            return PipFailure(
+                f"{requirement} has no release for the image's Python (each needs another: "
+                "'Requires-Python' above)",
+                _OTHER_PYTHON,
+            )
+        return PipFailure(
+            f"no version of {requirement} on the index matches",
+            "compare the pin with the versions pip listed above (`pip index versions NAME`); "
+            "wheels that live on another index need --index-url/--extra-index-url or "
+            "--wheelhouse DIR",
+        )
     return None
 
 

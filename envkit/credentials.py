@@ -20,6 +20,18 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
+def redact_data(data):
+    """`data` (JSON-like: dicts, lists, tuples, strings) with every string redacted; tuples
+    become lists, as JSON writes them."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {key: redact_data(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(value) for value in data]
+    return data
+
+
 def has_credentials(url: str | None) -> bool:
     """Whether a URL carries a user name or password."""
     return bool(url) and redact(url) != url

@@ -542,19 +542,30 @@ def _despite_interrupts(call: Callable):
     """call() run to its end in a worker thread, an interrupt meanwhile re-raised after it: an
     engine request cut off half-way would leave unknown whether the engine did the work."""
     outcome: dict = {}
+    began, done = threading.Event(), threading.Event()
 
     def work():
+        began.set()
         try:
             outcome["value"] = call()
         except BaseException as exc:  # handed to the caller's thread below
             outcome["error"] = exc
+        finally:
+            done.set()
 
     worker = threading.Thread(target=work, daemon=True)
-    worker.start()
     interrupted = None
-    while worker.is_alive():
+    started = True
+    try:
+        worker.start()
+    except KeyboardInterrupt as exc:  # start() waits for the thread, which may be running
+        interrupted = exc
+        started = began.wait(timeout=5.0)  # not begun by then: it never started
+    # Waited for through an event of our own: Python 3.11's Thread.join, cut short by a handler
+    # that raises, can mark a running thread stopped (bpo-45274), and is_alive() then lies.
+    while started and not done.is_set():
         try:
-            worker.join()
+            done.wait()
         except KeyboardInterrupt as exc:
             interrupted = interrupted or exc
     if interrupted is not None:
@@ -583,6 +594,7 @@ def _remove(made) -> None:
     with contextlib.suppress(*quiet):
         made.remove(force=True)
     # A --rm container may already be mid-removal (409 above); wait for the engine to finish.
+    # One the engine was still starting refuses removal at first: ask again while it is there.
     for _ in range(50):
         try:
             made.reload()
@@ -591,6 +603,8 @@ def _remove(made) -> None:
         except quiet:
             return  # the engine is gone, and its containers with it
         time.sleep(0.2)
+        with contextlib.suppress(*quiet):
+            made.remove(force=True)
 
 
 @dataclass
@@ -749,6 +763,17 @@ def remove_if_unused(image_id: str) -> bool:
     return True
 
 
+def remove_dangling_images() -> tuple[list[str], list[str]]:
+    """Remove envkit's untagged images (label io.envkit.entry; a rebuild that made a new image
+    while a container used the old one leaves one); returns the ids removed and the ids kept
+    because a container or another image still uses them."""
+    removed, kept = [], []
+    found = client().images.list(filters={"dangling": True, "label": f"{LABEL}.entry"})
+    for image in found:
+        (removed if remove_if_unused(image.id) else kept).append(image.id)
+    return removed, kept
+
+
 def leftover_containers() -> list:
     """Every container carrying envkit's label, running or not."""
     return client().containers.list(all=True, filters={"label": LABEL})
@@ -849,9 +874,11 @@ def run_attached(spec: RunSpec) -> int:
     name = container_name(spec.entry)
     cmd = run_cli_command(spec, name)
     proc = subprocess.Popen(cmd)
+    interrupted = False
     try:
         return proc.wait()
     except KeyboardInterrupt as interrupt:
+        interrupted = True
         # Pass the signal on (the client proxies it into the container), give it a moment:
         # SIGTERM stays SIGTERM, so programs that checkpoint on it still do.
         sent = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
@@ -865,12 +892,22 @@ def run_attached(spec: RunSpec) -> int:
     finally:
         # `--rm` normally removed it already; an engine that went away took it along.
         with contextlib.suppress(EnvkitError):
-            _remove_by_name(name)
+            found = _remove_by_name(name)
+            if interrupted and not found and (proc.returncode or 0) < 0:
+                # The client died of the signal itself (the terminal's Ctrl-C reaches it too),
+                # perhaps with its create request in flight: the engine may make the container
+                # a moment after the client is gone.
+                for _ in range(10):
+                    time.sleep(0.2)
+                    if _remove_by_name(name):
+                        break
 
 
-def _remove_by_name(name: str) -> None:
+def _remove_by_name(name: str) -> bool:
+    """Remove the container called `name`; whether there was one."""
     try:
         made = client().containers.get(name)
     except _cleanup_errors():  # NotFound (the usual case: --rm removed it) or no engine
-        return
+        return False
     _remove(made)
+    return True

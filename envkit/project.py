@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as _dt
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -26,8 +28,17 @@ LOCK_IN_IMAGE = "/tmp/envkit/envkit.lock.txt"
 _KEYS = ("entry", "requirements", "requirements_file", "apt", "env", "as_of", "test", "settings")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A Debian package name, optionally pinned: libgl1 or libgl1=1.6.0-1.
-_APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Both matched whole (fullmatch): `$` alone would let a trailing newline through.
+_APT = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Deeper nesting than any envkit.yaml needs; PyYAML's composer recurses once a level.
+MAX_DEPTH = 64
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 @dataclass(frozen=True)
@@ -134,12 +145,23 @@ class _Reader:
                 f"requirements_file {text!r} does not exist",
                 f"create {folder / relative} or fix the path",
             )
+            return text
+        # A link is followed on the host but not by the build, whose context is the folder.
+        target = os.path.realpath(folder / relative)
+        if os.path.commonpath([target, os.path.realpath(folder)]) != os.path.realpath(folder):
+            self.problem(
+                node,
+                f"requirements_file {text!r} is a link to {target}, outside the project folder "
+                "(the build sees only the folder)",
+                f"copy the file into {folder} instead of linking to it",
+            )
+            return None
         return text
 
     def apt(self, node: yaml.Node) -> tuple[str, ...]:
         values = self.strings("apt", node) or ()
         for item, name in zip(node.value, values):
-            if not _APT.match(name):
+            if not _APT.fullmatch(name):
                 self.problem(
                     item,
                     f"apt package {name!r} is not a Debian package name",
@@ -154,7 +176,7 @@ class _Reader:
         out = {}
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else ""
-            if not _ENV_NAME.match(name):
+            if not _ENV_NAME.fullmatch(name):
                 self.problem(
                     key,
                     f"env name {name!r} is not a variable name",
@@ -230,7 +252,10 @@ class _Reader:
 
     def read(self, text: str, folder: Path) -> dict:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = _compose(text)
+        except _Unreadable as exc:
+            self.problem(exc.line, exc.message, exc.fix)
+            return {}
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             self.problem(
@@ -294,6 +319,59 @@ def date_problem(text: str, today: _dt.date | None = None) -> str | None:
     return None
 
 
+class _Unreadable(Exception):
+    """A file that is no YAML envkit can read, at `line`."""
+
+    def __init__(self, line: int, message: str, fix: str):
+        super().__init__(message)
+        self.line, self.message, self.fix = line, message, fix
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The YAML node tree of `text`, after its depth was measured without recursion: a
+    character YAML forbids (NUL) or nesting deeper than MAX_DEPTH raise _Unreadable."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _Unreadable(
+                        event.start_mark.line + 1,
+                        f"nested more than {MAX_DEPTH} levels deep",
+                        "envkit.yaml needs two levels; remove the nesting",
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        raise _Unreadable(
+            text[: exc.position].count("\n") + 1,
+            f"character U+{exc.character:04X} is not allowed in YAML "
+            "(NUL and other control characters)",
+            'remove it; write such values with YAML escapes in double quotes ("\\t")',
+        ) from None
+
+
+def decode(data: bytes, path: str | Path) -> str:
+    """The text of a YAML file envkit reads: UTF-8, with or without a byte order mark;
+    anything else is MatrixError naming the line."""
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            raise MatrixError(
+                [Problem(str(path), 1, f"the file is {encoding}, not UTF-8")],
+                "save it as UTF-8",
+            )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MatrixError(
+            [Problem(str(path), line, f"not UTF-8: byte {data[exc.start]:#04x} cannot be read")],
+            "save the file as UTF-8",
+        ) from None
+
+
 def parse_project(text: str, path: str | Path) -> Project:
     """Parse envkit.yaml text; raises MatrixError listing every problem with its line."""
     path = Path(path)
@@ -318,12 +396,12 @@ def load_project(directory: str | Path) -> Project | None:
     """The project in `directory`, or None when it has no envkit.yaml."""
     path = Path(directory) / PROJECT_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise MatrixError([Problem(str(path), 0, f"cannot read: {exc.strerror or exc}")]) from None
-    return parse_project(text, path)
+    return parse_project(decode(data, path), path)
 
 
 def write_project(directory: str | Path, project: Project, overwrite: bool = False) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,6 +10,15 @@ import click
 
 from .. import bench_run, engine, report
 from .options import echo_err, emit_json, handles_errors, image_for, loaded_matrix, tag_option
+
+
+def _saved(path: Path, doc: dict) -> bool:
+    """Whether `path` holds this run's report (bench.py says on stderr when it could not
+    write it; a file there may be an earlier run's)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == doc
+    except (OSError, ValueError):
+        return False
 
 
 def _compare(a_path: str, b_path: str, as_json: bool) -> None:
@@ -75,7 +85,16 @@ def bench(ctx, args, on_host, quick, out_dir, gpus, tag_prefix, as_json):
             device=devices.device,
             on_progress=echo_err,
         )
-    click.echo(f"report: {out_dir / f'bench-{name}.json'}", err=True)
+    saved = out_dir / f"bench-{name}.json"
+    if _saved(saved, doc):
+        click.echo(f"report: {saved}", err=True)
+    else:  # the results are not lost: the whole report goes to stdout
+        click.secho(
+            f"report: not saved to {saved} (the reason is above); it is on stdout as JSON",
+            fg="yellow",
+            err=True,
+        )
+        as_json = True
     try:
         for path in report.plot_bench(doc, out_dir, prefix=f"bench-{name}-"):
             click.echo(f"plot: {path}", err=True)

@@ -334,10 +334,24 @@ def inspect(ctx, ref, tag_prefix, as_json):
 
 
 @click.command(epilog=EXIT_CODES)
+@click.option(
+    "--images",
+    is_flag=True,
+    help="Also remove envkit's dangling images (untagged, label io.envkit.entry: what a rebuild "
+    "replaced while a container used it), except those a container still uses.",
+)
 @handles_errors
-def clean():
+def clean(images):
     """Remove every container envkit started that is still around (label io.envkit)."""
     removed = engine.remove_leftovers()
     click.echo(
         f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else "")
     )
+    if images:
+        gone, kept = engine.remove_dangling_images()
+        short = [image.split(":")[-1][:12] for image in gone]
+        click.echo(
+            f"removed {len(gone)} dangling image(s)" + (f": {', '.join(short)}" if short else "")
+        )
+        if kept:
+            click.echo(f"{len(kept)} kept: in use by a container or another image", err=True)

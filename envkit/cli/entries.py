@@ -8,8 +8,8 @@ import sys
 import click
 
 from .. import check as rules
+from .. import credentials, matrix, stacks
 from .. import dockerfile as render
-from .. import matrix, stacks
 from ..errors import BadInput, MatrixError
 from ..gpu import fit
 from ..table import format_table
@@ -49,7 +49,7 @@ def list_cmd(ctx, torch_spec, cuda, python, flavour, whole, as_json):
     """List matrix entries (one row each), optionally filtered. --all lists every stack."""
     entries = _space_entries(ctx, torch_spec, cuda, python, flavour, whole)
     if as_json:
-        emit_json([e.to_dict() for e in entries])
+        emit_json(credentials.redact_data([e.to_dict() for e in entries]))
         return
     rows = [
         [
@@ -87,7 +87,7 @@ def list_cmd(ctx, torch_spec, cuda, python, flavour, whole, as_json):
 def show(ctx, name, as_json):
     """Everything about one entry: versions, base, index, pins, facts it was checked against."""
     entry = loaded_matrix(ctx).get(name)
-    data = {**entry.to_dict(), **fit.profile(entry)}
+    data = credentials.redact_data({**entry.to_dict(), **fit.profile(entry)})
     if as_json:
         emit_json(data)
         return
@@ -127,7 +127,7 @@ def check(ctx, file, whole, as_json):
     except MatrixError as exc:
         if as_json:
             problems = [{**vars(p), "fix": p.fix or exc.fix} for p in exc.problems]
-            emit_json({"ok": False, "usable": False, "problems": problems})
+            emit_json(credentials.redact_data({"ok": False, "usable": False, "problems": problems}))
             sys.exit(2)
         raise
     problems = rules.check(loaded)
@@ -143,14 +143,14 @@ def check(ctx, file, whole, as_json):
                 "usable": True,
                 "entries": len(loaded.entries),
                 "derived": derived,
-                "problems": [vars(p) for p in problems],
+                "problems": credentials.redact_data([vars(p) for p in problems]),
             }
         )
     else:
         for problem in problems:
             colour = "red" if problem.severity == "error" else "yellow"
             prefix = "" if problem.severity == "error" else "warning: "
-            click.secho(f"{prefix}{problem}", fg=colour)
+            click.secho(credentials.redact(f"{prefix}{problem}"), fg=colour)
         errors = len(rules.errors(problems))
         checked = f"{len(loaded.entries)} entries" + (
             f" and {derived} derived stacks" if whole else ""
@@ -168,7 +168,7 @@ def check(ctx, file, whole, as_json):
 @handles_errors
 def dockerfile(ctx, name):
     """Print the rendered Dockerfile for an entry."""
-    click.echo(render.render(loaded_matrix(ctx).get(name)), nl=False)
+    click.echo(credentials.redact(render.render(loaded_matrix(ctx).get(name))), nl=False)
 
 
 @click.command("matrix", epilog=EXIT_CODES)

@@ -32,13 +32,15 @@ TAG_HELP = (
 
 
 def _fail(exc: EnvkitError) -> None:
+    from ..credentials import redact  # a matrix's index_url may be quoted
+
     if isinstance(exc, MatrixError):
         for problem in exc.problems:
-            click.secho(str(problem), fg="red", err=True)
+            click.secho(redact(str(problem)), fg="red", err=True)
     else:
-        click.secho(f"error: {exc.message}", fg="red", err=True)
+        click.secho(redact(f"error: {exc.message}"), fg="red", err=True)
     if exc.fix:
-        click.echo(f"fix: {exc.fix}", err=True)
+        click.echo(redact(f"fix: {exc.fix}"), err=True)
     sys.exit(exc.exit_code)
 
 
@@ -189,9 +191,10 @@ def resolved_build_options(ctx: click.Context, given: dict):
 
 
 def _image_prefix(ctx: click.Context, param, value):
-    """--tag of a command that uses a built image: given, else the settings' prefix."""
+    """--tag of a command that uses a built image: given (refused as build refuses it), else
+    the settings' prefix."""
     if value is not None:
-        return value
+        return _checked_tag(ctx, param, value)
     try:
         return effective_settings(ctx).image_prefix()
     except EnvkitError as exc:
@@ -244,6 +247,17 @@ def entry_filters(func):
     )
 
 
+def _checked_tag(ctx, param, value: str) -> str:
+    """--tag PREFIX refused as build refuses it (exit 2), before the command runs."""
+    from ..build import check_tag_prefix
+
+    try:
+        check_tag_prefix(value)
+    except BadInput as exc:
+        _fail(exc)
+    return value
+
+
 def tag_option(func):
     """--tag PREFIX for a command that uses an image already built."""
     return click.option(
@@ -267,7 +281,12 @@ def image_options(func):
                 metavar="HOST",
                 help="Registry host to prefix tags with [default: setting registry].",
             ),
-            click.option("--no-cache", is_flag=True, help="Do not use the build cache."),
+            click.option(
+                "--no-cache",
+                is_flag=True,
+                help="Build every step anew, without the layer cache (envkit build: even when "
+                "the content tag exists, as with --force).",
+            ),
             click.option("--pull", is_flag=True, help="Always try to pull a newer base image."),
         ],
         func,

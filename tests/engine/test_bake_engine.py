@@ -52,6 +52,27 @@ def test_bake_reads_back_the_rendered_dockerfile(buildx, tmp_path):
     assert target["tags"][0] == "envkit/ci-cpu:latest"
 
 
+def test_bake_reads_index_credentials_only_from_the_secret(buildx, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    entry = matrix.load(CI_MATRIX).get("ci-cpu")
+    options = build.BuildOptions(
+        index_url="https://alice:MARKERTOKEN@pypi.example/simple", ca_cert=host_ca_bundle()
+    )
+    path = write_bake([entry], options, tmp_path / "out" / "docker-bake.json")
+    done = subprocess.run(
+        [buildx, "buildx", "bake", "-f", str(path), "--print"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MARKERTOKEN" not in done.stdout + done.stderr + path.read_text()
+    secrets = json.loads(done.stdout)["target"]["ci-cpu"]["secret"]
+    ids = sorted(s["id"] if isinstance(s, dict) else s.split(",")[0][3:] for s in secrets)
+    assert ids == ["envkit-ca", "envkit-index"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".envkit-context", path.name]
+
+
 def test_bake_file_builds_the_ci_entry(buildx, base_image, cpu_wheelhouse, tmp_path):
     entry = matrix.load(CI_MATRIX).get("ci-cpu")
     options = build.BuildOptions(

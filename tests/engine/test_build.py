@@ -198,6 +198,9 @@ def test_failing_build_shows_step_and_log_and_exits_1(base_image, cpu_wheelhouse
     assert out.returncode == 1
     assert "failed at [3/" in out.stderr and "pip install" in out.stderr
     assert "numpy==0.0.1" in out.stderr  # the failing step's own output is shown
+    # pip's own lines name the cause: no such version (not "read the full log" alone)
+    assert "no version of numpy==0.0.1 on the index matches" in out.stderr
+    assert "fix: compare the pin with the versions pip listed" in out.stderr
     logs = list(tmp_path.glob("ci-badpin-*.log"))
     assert len(logs) == 1 and str(logs[0]) in out.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -64,7 +65,15 @@ def test_wheelhouse_is_the_context_and_build_args_pass_through(tmp_path):
     }
 
 
-def test_ca_cert_becomes_the_envkit_ca_secret(tmp_path):
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """envkit's cache folder (where bake keeps the secrets its file names)."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder / "envkit"
+
+
+def test_ca_cert_becomes_the_envkit_ca_secret_kept_away_from_the_bake_file(tmp_path, cache):
     cert = tmp_path / "proxy.pem"
     cert.write_text(PEM)
     out = tmp_path / "out"
@@ -75,9 +84,13 @@ def test_ca_cert_becomes_the_envkit_ca_secret(tmp_path):
         base_id=lambda ref: None,
     )
     secret = json.loads(path.read_text())["target"]["ci-cpu"]["secret"]
-    bundle = out / "envkit-ca.pem"
+    (bundle,) = (cache / "bake").glob("*/ca.pem")
     assert secret == [f"id=envkit-ca,src={bundle}"]
     assert bundle.read_text().endswith(PEM)
+    # Nothing beside the bake file that a `git add .` would pick up.
+    assert sorted(p.name for p in out.iterdir()) == sorted(["bake.json", EMPTY_CONTEXT])
+    assert bundle.stat().st_mode & 0o777 == 0o600
+    assert bundle.parent.stat().st_mode & 0o777 == 0o700
     # Written twice (a second bake) it is replaced, not refused.
     write_bake(
         list(CI.entries),
@@ -85,6 +98,47 @@ def test_ca_cert_becomes_the_envkit_ca_secret(tmp_path):
         out / "bake.json",
         base_id=lambda ref: None,
     )
+    assert list((cache / "bake").glob("*/ca.pem")) == [bundle]
+
+
+def test_index_credentials_travel_as_the_envkit_index_secret_as_envkit_build_passes_them(
+    tmp_path, cache
+):
+    entry = dataclasses.replace(
+        CI.get("ci-cpu"), index_url="https://bob:ENTRYTOKEN@mirror.example/whl/cpu"
+    )
+    options = build.BuildOptions(
+        index_url="https://alice:INDEXTOKEN@pypi.example/simple",
+        extra_index_url="https://carol:EXTRATOKEN@extra.example/simple",
+    )
+    out = tmp_path / "out"
+    path = write_bake([entry], options, out / "docker-bake.json", base_id=lambda ref: "sha256:ab")
+    text = path.read_text()
+    for token in ("ENTRYTOKEN", "INDEXTOKEN", "EXTRATOKEN", "bob", "alice", "carol"):
+        assert token not in text
+    target = json.loads(text)["target"]["ci-cpu"]
+    (settings,) = (cache / "bake").glob("*/index-ci-cpu.sh")
+    assert target["secret"] == [f"id=envkit-index,src={settings}"]
+    assert settings.read_text() == build.index_settings(entry, options)
+    assert settings.stat().st_mode & 0o777 == 0o600
+    # The same Dockerfile, build args and content tag as `envkit build` would use.
+    assert target["dockerfile-inline"] == literal(dockerfile.render(build.renderable(entry)))
+    assert target["args"] == {k: literal(v) for k, v in build.build_args(entry, options).items()}
+    text_built = dockerfile.render(build.renderable(entry))
+    digest = build.content_hash(
+        entry, text_built, build.build_args(entry, options), options, "sha256:ab"
+    )
+    assert target["tags"][1].endswith(f":{digest}")
+    assert sorted(p.name for p in out.iterdir()) == sorted(["docker-bake.json", EMPTY_CONTEXT])
+
+
+def test_an_index_without_credentials_stays_a_build_arg(tmp_path, cache):
+    options = build.BuildOptions(index_url="https://pypi.example/simple")
+    data = bake_definition(list(CI.entries), options, context=tmp_path)
+    target = data["target"]["ci-cpu"]
+    assert target["args"] == {"ENVKIT_INDEX_URL": "https://pypi.example/simple"}
+    assert "secret" not in target
+    assert not cache.exists()
 
 
 def test_entry_names_with_dots_become_valid_target_names():

@@ -221,3 +221,61 @@ def test_an_out_of_date_project_image_says_what_changed(tmp_path, monkeypatch):
         build.current_project_image(project, build.BuildOptions())
     labels["io.envkit.project-stamp"] = build.project_stamp(project)
     assert build.current_project_image(project, build.BuildOptions()).endswith(":latest")
+
+
+def test_a_requirements_file_linked_outside_the_project_is_refused_at_load(tmp_path):
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("numpy==1.26.4\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").symlink_to(outside)
+    found = problems(project, "entry: x\nrequirements_file: requirements.txt\n", requirements=False)
+    assert len(found) == 1
+    assert found[0].startswith("2: requirements_file 'requirements.txt' is a link to ")
+    assert "outside the project folder" in found[0] and "copy the file" in found[0]
+
+
+def test_a_requirements_file_linked_inside_the_project_is_fine(tmp_path):
+    (tmp_path / "reqs").mkdir()
+    (tmp_path / "reqs" / "base.txt").write_text("numpy==1.26.4\n")
+    (tmp_path / "requirements.txt").symlink_to("reqs/base.txt")
+    project = load_project(
+        folder_with(tmp_path, "entry: x\nrequirements_file: requirements.txt\n", False)
+    )
+    assert project.requirements_file == "requirements.txt"
+
+
+def test_names_ending_in_a_newline_are_refused(tmp_path):
+    found = problems(tmp_path, 'entry: x\napt: ["libgl1\\n"]\nenv: {"A\\n": "1"}\n')
+    assert any(f.startswith("2: apt package 'libgl1\\n'") for f in found)
+    assert any(f.startswith("3: env name 'A\\n'") for f in found)
+
+
+def _raw(tmp_path: Path, data: bytes) -> Path:
+    (tmp_path / "envkit.yaml").write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "data, line, words",
+    [
+        (b'entry: x\nenv: {A: "caf\xe9"}\n', 2, "not UTF-8"),
+        ("entry: x\n".encode("utf-16"), 1, "UTF-16"),
+        (b'entry: x\nenv: {A: "a\x00b"}\n', 2, "character"),
+        (b"entry: x\n" + b"env: " + b"[" * 3000 + b"]" * 3000 + b"\n", 2, "nested"),
+    ],
+    ids=["latin-1", "utf-16", "nul", "deep"],
+)
+def test_an_undecodable_or_hostile_file_is_bad_input_with_its_line(tmp_path, data, line, words):
+    with pytest.raises(MatrixError) as caught:
+        load_project(_raw(tmp_path, data))
+    assert caught.value.exit_code == 2
+    (problem,) = caught.value.problems
+    assert problem.line == line and words in problem.message, problem
+    assert str(problem).startswith(f"{tmp_path / 'envkit.yaml'}:{line}:")
+
+
+def test_a_utf8_byte_order_mark_is_read_as_utf8(tmp_path):
+    assert (
+        load_project(_raw(tmp_path, b"\xef\xbb\xbfentry: torch1.4-cpu\n")).entry == "torch1.4-cpu"
+    )

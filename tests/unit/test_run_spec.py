@@ -67,6 +67,24 @@ def test_gpus_and_env_values_are_checked(monkeypatch):
         env_items(("1BAD=x",))
 
 
+@pytest.mark.parametrize("item", ["A\n=1", "A\n", "PATH\n=x"])
+def test_a_variable_name_ending_in_a_newline_is_refused(item, monkeypatch):
+    monkeypatch.setenv("A", "1")
+    with pytest.raises(BadInput, match="is not NAME"):
+        env_items((item,))
+
+
+@pytest.mark.parametrize("gpus", ["all\n", "0,1\n", "none\n"])
+def test_a_gpus_value_ending_in_a_newline_is_refused(gpus):
+    with pytest.raises(BadInput, match="--gpus"):
+        resolve_gpus(gpus)
+
+
+def test_a_user_ending_in_a_newline_is_refused(tmp_path):
+    with pytest.raises(BadInput, match="--user"):
+        spec_for("img", "e", ("true",), workdir=tmp_path, user="1000\n")
+
+
 def test_the_default_user_is_you_or_container_root_on_a_rootless_engine(monkeypatch):
     # docker info's SecurityOptions as a rootless engine reports them.
     rootless = {
@@ -83,7 +101,22 @@ def test_mount_source_is_quoted_as_the_docker_cli_reads_csv(plain_client):
     assert 'type=bind,"source=/work/my,""odd"" project",target=/workspace' in cmd
 
 
-@pytest.mark.parametrize("size", ["banana", "8 gigs", "-1g", "8ib", "1__0m", "inf", "nan", "1kbb"])
+@pytest.mark.parametrize(
+    "size",
+    [
+        "banana",
+        "8 gigs",
+        "-1g",
+        "8ib",
+        "1__0m",
+        "inf",
+        "nan",
+        "1kbb",
+        "99999999999999999999g",
+        "1e19",
+        "9e9g",
+    ],
+)
 def test_a_shm_size_docker_would_refuse_is_bad_usage_before_the_engine(tmp_path, size, monkeypatch):
     def engine_asked(*args):
         raise AssertionError("the engine was asked")
