@@ -95,6 +95,10 @@ def read_lock(path: Path) -> Lock:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read {path}: {exc}", "pass a lock file (--lock FILE)") from None
+    except RecursionError:  # json nests by recursion; a lock is two levels deep
+        raise BadInput(
+            f"{path}: nested too deep to be a lock", "regenerate it with `envkit lock NAME`"
+        ) from None
     if not isinstance(data, dict):
         raise BadInput(
             f"{path}: a lock is a JSON object, not {type(data).__name__}",

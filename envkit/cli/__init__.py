@@ -8,11 +8,13 @@ commands from the table below without importing any of them.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import NamedTuple
 
 import click
 
 from .. import __version__
+from ..errors import Terminated
 from .options import EXIT_CODES, catch_interrupts
 
 
@@ -153,6 +155,23 @@ class LazyGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         module = importlib.import_module(f"{__name__}.{info.module}")
         return getattr(module, info.function)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's main, except that Ctrl-C or SIGTERM before a command took over (while the
+        command is still being imported and parsed) exits 130 / 143 like one after, instead
+        of Click's "Aborted!" and exit 1."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort as abort:
+            terminated = isinstance(abort.__cause__, Terminated)
+            click.secho("terminated" if terminated else "interrupted", fg="yellow", err=True)
+            sys.exit(143 if terminated else 130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Click's own listing, from the table's summaries instead of the imported commands.

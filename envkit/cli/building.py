@@ -13,7 +13,7 @@ import click
 from .. import bake as baker
 from .. import build as builder
 from .. import check as rules
-from .. import engine, lock
+from .. import credentials, engine, lock
 from ..errors import BadInput
 from ..project import PROJECT_FILE, load_project
 from ..table import format_table
@@ -119,7 +119,9 @@ def _warn_broken_rules(ctx: click.Context, entries) -> None:
     for entry in entries:
         for problem in rules.errors(rules.entry_problems(entry, path)):
             click.secho(
-                f"warning: {entry.name} breaks a matrix rule: {problem}", fg="yellow", err=True
+                f"warning: {entry.name} breaks a matrix rule: {credentials.redact(str(problem))}",
+                fg="yellow",
+                err=True,
             )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 
 from envkit import engine
 from envkit.cli import main, options
@@ -198,3 +199,23 @@ def test_a_ctrl_c_while_waiting_for_the_engine_call_waits_for_the_call():
     with pytest.raises(KeyboardInterrupt):
         engine._despite_interrupts(slow_create)
     assert finished == [True]
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "word"),
+    [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")],
+)
+def test_an_interrupt_while_the_command_is_still_loading_exits_like_one_after(
+    monkeypatch, raised, code, word
+):
+    """A Ctrl-C in envkit's first moments (the command's module still importing) used to end
+    in Click's 'Aborted!' and exit 1."""
+    import envkit.cli
+
+    def interrupted_import(name):
+        raise raised()
+
+    monkeypatch.setattr(envkit.cli.importlib, "import_module", interrupted_import)
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == code, result.output
+    assert word in result.output and "Aborted" not in result.output

@@ -115,3 +115,10 @@ def test_image_names_that_docker_would_refuse_are_bad_input(args, problem):
 def test_offline_with_an_empty_wheelhouse_is_bad_input(tmp_path):
     out = invoke("build", "torch2.13-cpu", "--offline", "--wheelhouse", str(tmp_path))
     assert out.exit_code == 2 and "holds no .whl files" in out.output
+
+
+def test_a_lock_nested_200k_deep_is_bad_input_not_a_recursion_error(tmp_path):
+    path = tmp_path / "envkit.lock"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(BadInput, match="nested too deep"):
+        lock.read_lock(path)
