@@ -7,7 +7,6 @@ found here too, by comparing a record with the last good one for the same entry 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -16,10 +15,10 @@ import json
 import os
 import re
 import statistics
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import files
 from .errors import BadInput
 
 SCHEMA_VERSION = 1
@@ -83,27 +82,11 @@ def make_id(finished: str, entry: str, content: dict) -> str:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write text to path through an exclusive temp file in the same folder and a rename: a
-    reader never sees half a file, and a symlink at `path` is refused rather than followed."""
+    """Write text to path whole or not at all (envkit.files: a reader never sees half a file,
+    and a symlink at `path` is refused rather than followed)."""
     path = Path(path)
-    if path.is_symlink():
-        raise BadInput(f"{path} is a symbolic link", "remove it, or write somewhere else")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared store from others
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return files.write_file(path, text, fix="write the records somewhere else (--store DIR)")
 
 
 def save(record: dict, folder: Path | None = None) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from envkit import files
 from envkit.errors import BadInput, EnvkitError
 from envkit.gpu.host import sm_name
 from envkit.table import format_table
@@ -349,7 +350,7 @@ def plot_bench(doc: dict, out_dir, prefix: str = "") -> list[Path]:
         ax.legend()
         fig.tight_layout()
         path = out / f"{prefix}throughput.png"
-        fig.savefig(path, dpi=120)
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
 
@@ -370,7 +371,16 @@ def plot_bench(doc: dict, out_dir, prefix: str = "") -> list[Path]:
         ax.legend()
         fig.tight_layout()
         path = out / f"{prefix}convergence.png"
-        fig.savefig(path, dpi=120)
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _save(fig, path: Path) -> None:
+    """A plot's PNG written whole or not at all (envkit.files), never through a link."""
+    import io
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    files.write_file(path, png.getvalue(), fix="pass another --out folder")
