@@ -70,15 +70,19 @@ class Writer:
             raise write_error(exc, self._path, self._fix) from None
 
 
-def _create_temporary(path: Path, mode: int, fix: str) -> tuple[int, Path]:
+def _create_temporary(path: Path, mode: int, fix: str, made: list[Path]) -> int:
+    """Open a new temporary file beside `path`. Its name goes into `made` before the file can
+    exist, so that an interrupt at any moment after leaves the caller a name to clean up."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        made.append(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
         try:
-            return os.open(temporary, flags, mode), temporary
+            return os.open(made[-1], flags, mode)
         except FileExistsError:  # someone else's temporary file, or a planted link: not ours
+            made.pop()
             continue
         except OSError as exc:
+            made.pop()
             raise write_error(exc, path, fix) from None
     raise EnvkitError(f"cannot write {path}: no free temporary name beside it", fix)
 
@@ -89,23 +93,25 @@ def atomic_write(path: str | Path, *, mode: int = 0o644, fix: str = "write somew
     the new file's permissions (less the umask); `fix` is the advice when it cannot be written."""
     path = Path(path)
     refuse_link(path)
-    fd, temporary = _create_temporary(path, mode, fix)
+    made: list[Path] = []  # the temporary file's name, from before it exists
+    fd = -1
     try:
+        fd = _create_temporary(path, mode, fix, made)
         yield Writer(fd, path, fix)
         try:
             os.fsync(fd)
             closing, fd = fd, -1
             os.close(closing)
-            os.replace(
-                temporary, path
-            )  # a link planted at `path` meanwhile is replaced, not followed
+            # a link planted at `path` meanwhile is replaced, not followed
+            os.replace(made[-1], path)
         except OSError as exc:
             raise write_error(exc, path, fix) from None
     finally:
         if fd >= 0:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)  # gone already after the rename
+        for temporary in made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)  # gone already after the rename
     _sync_folder(path.parent)
 
 

@@ -227,7 +227,7 @@ def test_build_warns_when_an_entry_breaks_a_matrix_rule(monkeypatch):
     assert "breaks a matrix rule" not in shipped.output
 
 
-BUILD_LOG = Path(__file__).resolve().parent.parent / "data" / "build"
+BUILD_LOG = Path(__file__).resolve().parent.parent / "data" / "build-logs"
 
 
 def test_a_build_says_when_a_large_wheel_downloads_and_when_the_image_is_exported():

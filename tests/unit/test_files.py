@@ -141,3 +141,18 @@ def test_a_folder_that_does_not_exist_is_bad_input(tmp_path):
 def test_private_folders_are_0700(tmp_path):
     made = files.private_folder(tmp_path / "cache" / "logs", "--log-dir")
     assert made.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_interrupt_just_after_the_temporary_file_is_made_leaves_none(tmp_path, monkeypatch):
+    """Ctrl-C between the open that made the temporary file and the code that would clean it up
+    (found by scripts/soak.py: one `.envkit.lock.*.tmp` in six interrupts)."""
+    real_open = os.open
+
+    def open_then_interrupted(name, flags, mode=0o777):
+        real_open(name, flags, mode)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_file(tmp_path / "envkit.lock", "{}")
+    assert list(tmp_path.iterdir()) == []
