@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,15 @@ def run_envkit(*args: str, check: bool = False, timeout: float = 900, **kwargs):
     return result
 
 
+def project(tmp_path: Path, **files: str) -> Path:
+    """A project folder holding the given files (names with '__' make folders)."""
+    for name, text in files.items():
+        path = tmp_path / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return tmp_path
+
+
 def _pip_download(target: Path, *requirements: str, no_deps: bool = False) -> Path:
     """A wheelhouse folder, filled once and reused across test runs."""
     marker = target / ".complete"
@@ -202,17 +212,20 @@ def cpu_image(base_image, cpu_wheelhouse, tmp_path_factory):
 def full_image(base_image, full_wheelhouse, tmp_path_factory):
     """The shipped entry torch2.14-cuda13, built offline from a wheelhouse on the local base."""
     logs = tmp_path_factory.mktemp("logs")
-    result = run_envkit(
+    return build_full(base_image, full_wheelhouse, "--log-dir", str(logs))
+
+
+def build_full(base_image: str, wheelhouse: Path, *options: str):
+    """`envkit build torch2.14-cuda13` offline on the local base, as --json."""
+    return run_envkit(
         "build",
         "torch2.14-cuda13",
         "--base-image",
         base_image,
         "--wheelhouse",
-        str(full_wheelhouse),
+        str(wheelhouse),
         "--offline",
-        "--log-dir",
-        str(logs),
+        *options,
         "--json",
         check=True,
     )
-    return result

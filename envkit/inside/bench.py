@@ -230,11 +230,6 @@ def find_data(explicit=None):
     return None
 
 
-def program_files():
-    """(this program, its digits data): what the host copies into an image, side by side."""
-    return os.path.abspath(__file__), find_data()
-
-
 def read_digits(path):
     """Rows of the digits CSV as (pixels: list of 64 ints 0..16, label: int)."""
     rows = []

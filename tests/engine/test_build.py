@@ -15,6 +15,7 @@ import pytest
 from conftest import (
     CI_MATRIX,
     DOCKER,
+    build_full,
     cpu_source,
     envkit_containers,
     host_ca_bundle,
@@ -61,17 +62,7 @@ def test_labels_are_present_and_match_the_entry(full_image):
 
 def test_second_build_is_a_noop(full_image, base_image, full_wheelhouse):
     started = time.monotonic()
-    out = run_envkit(
-        "build",
-        "torch2.14-cuda13",
-        "--base-image",
-        base_image,
-        "--wheelhouse",
-        str(full_wheelhouse),
-        "--offline",
-        "--json",
-        check=True,
-    )
+    out = build_full(base_image, full_wheelhouse)
     elapsed = time.monotonic() - started
     result = json.loads(out.stdout)[0]
     assert result["status"] == "up-to-date"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import project
 
 from envkit import matrix
 from envkit.errors import BadInput, CheckFailed
@@ -56,15 +56,6 @@ NO_GPU = GpuHost()
 V100_450 = GpuHost.of("450.80.02", "7.0")
 V100_418 = GpuHost.of("418.67", "7.0")
 H100 = GpuHost.of("560.35.03", "9.0")
-
-
-def project(tmp_path: Path, **files: str) -> Path:
-    """A project folder holding the given files (names with '/' make folders)."""
-    for name, text in files.items():
-        path = tmp_path / name.replace("__", "/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return tmp_path
 
 
 def chosen(folder: Path, host: GpuHost = NO_GPU, **kwargs) -> str:

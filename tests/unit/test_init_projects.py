@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import project
 
 from envkit import matrix
 from envkit.cli import main
@@ -19,15 +19,6 @@ from envkit.pins import find_pins
 SHIPPED = matrix.load()
 NO_GPU = GpuHost()
 T4_535 = GpuHost.of("535.104.05", "7.5")
-
-
-def project(tmp_path: Path, **files: str) -> Path:
-    """A project folder holding the given files (names with '__' make folders)."""
-    for name, text in files.items():
-        path = tmp_path / name.replace("__", "/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return tmp_path
 
 
 def choice(folder: Path, host: GpuHost = NO_GPU, **kwargs):
