@@ -42,7 +42,7 @@ if answers; then
 fi
 
 echo "engine-up: starting dockerd (log: $LOGFILE)"
-nohup dockerd >"$LOGFILE" 2>&1 &
+nohup dockerd >>"$LOGFILE" 2>&1 &   # appended: an earlier run's log stays for reading
 echo $! >"$PIDFILE"
 for i in $(seq 1 60); do
     if answers; then
