@@ -592,12 +592,29 @@ def build_project(
 ) -> list[BuildResult]:
     """Build the entry's image, then the project image on top of it (each cached); with
     `lock_file` (relative to the project folder) its packages are installed from that lock."""
-    from .project import render_project_dockerfile
-
     base = build_entry(entry, options, on_event)
     if not base.ok:
         return [base]
-    text = render_project_dockerfile(project, f"{base.repository}:{base.content_tag}", lock_file)
+    return [base, build_project_image(project, entry, base, options, on_event, lock_file=lock_file)]
+
+
+def build_project_image(
+    project,
+    entry: Entry,
+    base: BuildResult,
+    options: BuildOptions,
+    on_event: Callable[[str, engine.BuildEvent], None] | None = None,
+    *,
+    lock_file: str | None = None,
+    pins: tuple[str, ...] | None = None,
+) -> BuildResult:
+    """The project image on the entry's built image `base`: its packages resolved by pip in
+    the image, or installed from `lock_file`, or exactly the `pins` (name==version lines)."""
+    from .project import render_project_dockerfile
+
+    text = render_project_dockerfile(
+        project, f"{base.repository}:{base.content_tag}", lock_file, pins
+    )
     stamp = project_stamp(project)  # covers the requirements file too
     locked = (project.directory / lock_file).read_text(encoding="utf-8") if lock_file else None
     material = json.dumps(
@@ -616,7 +633,7 @@ def build_project(
     }
     # Only the project's options that make sense for it: no base override, no wheelhouse.
     own = replace(options, base_image=None, base_images=(), wheelhouse=None, offline=False)
-    result = _build_or_reuse(
+    return _build_or_reuse(
         f"project {repo}",
         repo,
         digest,
@@ -632,7 +649,6 @@ def build_project(
             "`docker buildx use default`, or point ENVKIT_DOCKER at a client whose builder can"
         ),
     )
-    return [base, result]
 
 
 def build_many(
@@ -727,8 +743,8 @@ def build_requested(
     on_result: Callable[[BuildResult], None] | None = None,
 ) -> list[BuildResult]:
     """Build what `envkit build` was asked for: with the lock at `lock_path` (--locked) the
-    project, or the one entry, checked against it; else the project on its entry, else every
-    entry, `jobs` at a time."""
+    project, or the one entry, checked against it; else the project on its entry (with an
+    `as_of`, its packages resolved as of that day), else every entry, `jobs` at a time."""
     if lock_path is not None and project is not None:
         from . import lock
 
@@ -739,6 +755,10 @@ def build_requested(
         if len(entries) != 1:
             raise BadInput("--locked builds exactly one entry", "name the locked entry")
         results = [lock.build_locked(entries[0], options, lock.read_lock(lock_path), on_event)]
+    elif project is not None and project.as_of:
+        from . import lock
+
+        results = lock.build_project_as_of(project, entries[0], options, on_event)
     elif project is not None:
         results = build_project(project, entries[0], options, on_event)
     else:

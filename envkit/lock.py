@@ -477,6 +477,28 @@ def make_project_lock(project, entry: Entry, options: builder.BuildOptions) -> P
     )
 
 
+def build_project_as_of(
+    project, entry: Entry, options: builder.BuildOptions, on_event=None
+) -> list[builder.BuildResult]:
+    """Build the entry's image, then the project image with the project's packages as the
+    index offered them on its `as_of` day: resolved on the host over the entry image's
+    packages (as `envkit lock` resolves them), installed exactly, nothing resolved in the
+    image. The entry's own packages stay as they are, whatever the date."""
+    if not (project.requirements or project.requirements_file):
+        return builder.build_project(project, entry, options, on_event)  # nothing to resolve
+    base = builder.build_entry(entry, options, on_event)
+    if not base.ok:
+        return [base]
+    keep = packages_in(base.image_id or f"{base.repository}:{base.content_tag}", entry.name)
+    have = _canonical(keep)
+    pins = tuple(
+        f"{p.name}=={p.version}"
+        for p in resolve_project(project, entry, options, keep)
+        if have.get(p.name) != p.version
+    )
+    return [base, builder.build_project_image(project, entry, base, options, on_event, pins=pins)]
+
+
 def _requirement_name(line: str) -> str:
     try:
         return canonicalize_name(Requirement(line).name)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -446,6 +447,11 @@ def _pip_step(project: Project) -> list[str]:
         lines += [f"COPY {project.requirements_file} {REQUIREMENTS_IN_IMAGE}", ""]
     sources = [f"-r {REQUIREMENTS_IN_IMAGE}"] if project.requirements_file else []
     sources += [shlex.quote(r) for r in project.requirements]
+    if project.as_of:
+        lines.append(
+            f"# as_of {project.as_of}: envkit build resolves these on the host as of that day and"
+            " installs exactly that set instead."
+        )
     lines.append("# The base image's torch family is a constraint, so no requirement can swap it.")
     if any("==" not in r for r in project.requirements):
         lines.append("# hadolint ignore=DL3013")
@@ -461,6 +467,21 @@ def _pip_step(project: Project) -> list[str]:
     return lines
 
 
+def _pinned_step(as_of: str | None, pins: Sequence[str]) -> list[str]:
+    when = f"as of {as_of}" if as_of else "on the host"
+    if not pins:
+        return [f"# The project's packages, resolved {when}: all are in the entry's image.", ""]
+    return [
+        f"# The project's packages, resolved {when} over this image's (envkit/resolve.py):",
+        "# exactly these, nothing resolved here (--no-deps).",
+        "RUN --mount=type=secret,id=envkit-ca \\",
+        f"    if [ -f {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH}; fi \\",
+        " && pip install --no-cache-dir --no-deps \\",
+        " \\\n".join(f"        {shlex.quote(pin)}" for pin in pins),
+        "",
+    ]
+
+
 def _locked_step(lock_file: str) -> list[str]:
     return [
         f"COPY {lock_file} {LOCK_IN_IMAGE}",
@@ -473,10 +494,16 @@ def _locked_step(lock_file: str) -> list[str]:
     ]
 
 
-def render_project_dockerfile(project: Project, base_ref: str, lock_file: str | None = None) -> str:
+def render_project_dockerfile(
+    project: Project,
+    base_ref: str,
+    lock_file: str | None = None,
+    pins: Sequence[str] | None = None,
+) -> str:
     """The Dockerfile of a project image: FROM the entry's built image, plus the project's.
-    With `lock_file` (a path in the project folder) its packages come from that lock instead
-    of being resolved."""
+    With `lock_file` (a path in the project folder) its packages come from that lock, with
+    `pins` (exact `name==version` lines, resolved on the host as of `as_of`) exactly those:
+    either way nothing is resolved in the image."""
     lines = [
         f"# envkit project image: entry {project.entry} plus the packages of {PROJECT_FILE}.",
         "# Build with BuildKit from the project folder; --ca-cert passes the envkit-ca secret.",
@@ -492,6 +519,8 @@ def render_project_dockerfile(project: Project, base_ref: str, lock_file: str | 
         lines += _apt_step(project.apt)
     if lock_file:
         lines += _locked_step(lock_file)
+    elif pins is not None:
+        lines += _pinned_step(project.as_of, pins)
     elif project.requirements or project.requirements_file:
         lines += _pip_step(project)
     if project.env:

@@ -113,8 +113,18 @@ def test_as_of_dates_resolve_differently_and_the_old_set_imports(
     (project / "envkit.yaml").write_text(
         "entry: ci-cpu\nrequirements_file: requirements.txt\nas_of: 2020-06-01\n"
     )
+    # A plain build takes the date too: resolved on the host, that exact set installed.
+    built = envkit(project, "build", "--json", source=source)
+    assert built.returncode == 0, built.stderr
+    assert [r["status"] for r in json.loads(built.stdout)] == ["up-to-date", "built"]
+    plain = installed(project)
+    assert (plain["attrs"], plain["idna"], plain["torch"]) == ("19.3.0", "2.9", "2.13.0+cpu")
+    again = envkit(project, "build", "--json", source=source)
+    assert [r["status"] for r in json.loads(again.stdout)] == ["up-to-date", "up-to-date"]
+
     envkit(project, "lock", source=source, check=True)
     envkit(project, "build", "--locked", source=source, check=True)
+    assert installed(project) == plain  # the lock holds what the plain build installed
     ran = envkit(
         project,
         "run",

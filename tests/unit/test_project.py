@@ -279,3 +279,36 @@ def test_a_utf8_byte_order_mark_is_read_as_utf8(tmp_path):
     assert (
         load_project(_raw(tmp_path, b"\xef\xbb\xbfentry: torch1.4-cpu\n")).entry == "torch1.4-cpu"
     )
+
+
+def test_pinned_project_installs_exactly_the_pins_and_resolves_nothing(tmp_path):
+    project = Project(
+        "envkit.yaml", "e", ("attrs", "idna<3"), "requirements.txt", as_of="2020-06-01"
+    )
+    pins = ("attrs==19.3.0", "idna==2.9")
+    text = render_project_dockerfile(project, "base:1", pins=pins)
+    assert "resolved as of 2020-06-01" in text
+    assert (
+        "pip install --no-cache-dir --no-deps \\\n        attrs==19.3.0 \\\n        idna==2.9\n"
+        in text
+    )
+    assert "COPY" not in text and " -c " not in text and "-r " not in text
+    none_left = render_project_dockerfile(project, "base:1", pins=())
+    assert "RUN" not in none_left and "all are in the entry's image" in none_left
+    if HADOLINT is not None:
+        path = tmp_path / "Dockerfile"
+        path.write_text(text)
+        linted = subprocess.run([HADOLINT, "--no-color", str(path)], capture_output=True, text=True)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_as_of_is_part_of_the_project_stamp():
+    from dataclasses import replace
+
+    from envkit.build import project_stamp
+
+    project = Project("envkit.yaml", "e", ("attrs",))
+    dated = replace(project, as_of="2020-06-01")
+    assert "as_of 2020-06-01" in render_project_dockerfile(dated, "base:1")
+    assert project_stamp(dated) != project_stamp(project)
+    assert project_stamp(dated) != project_stamp(replace(project, as_of="2021-06-01"))
