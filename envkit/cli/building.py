@@ -183,7 +183,15 @@ def build(
     as_json,
     **build_settings,
 ):
-    """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters]."""
+    """Build images for entries: envkit build torch1.4-cuda10 [NAME...] | --all [filters].
+
+    \b
+    With no name, in a folder with envkit.yaml: the entry's image, then the project image on it
+    (the project's packages; with `as_of:` exactly those the index offered that day, resolved
+    on the host). --locked builds both from envkit.lock.txt instead and refuses any drift.
+    Unchanged inputs reuse the image (content tag). Exit 0: all built or up to date; 1: a build
+    failed, drift, or no engine; 2: bad input; 130: interrupted (nothing left running).
+    """
     filtered = any([torch_spec, cuda, python, flavour])
     project = builder.requested_project(names, all_entries, filtered, Path.cwd())
     if project is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ from envkit import bench_run, matrix
 from envkit import build as builder
 from envkit.cli import COMMANDS, main
 from envkit.errors import BadInput
+from envkit.project import Project
 
 HEAVY = ("docker", "torch", "envkit.doctor", "envkit.build", "envkit.engine")
 
@@ -143,17 +145,22 @@ def test_build_requested_builds_the_locked_entry_or_the_project_or_all(monkeypat
     monkeypatch.setattr(
         lock, "build_project_locked", lambda *args: calls.append("project locked") or [done]
     )
+    monkeypatch.setattr(lock, "build_project_as_of", record("project as of"))
     entries = [matrix.load().get("torch1.4-cpu")]
     options = builder.BuildOptions()
+    project = Project("envkit.yaml", "torch1.4-cpu", ("attrs",))
+    dated = replace(project, as_of="2020-06-01")
     builder.build_requested(entries, options, on_result=shown.append)
-    builder.build_requested(entries, options, project=object(), on_result=shown.append)
+    builder.build_requested(entries, options, project=project, on_result=shown.append)
+    # With as_of the project's packages are resolved as of that day.
+    builder.build_requested(entries, options, project=dated, on_result=shown.append)
     locked = tmp_path / "envkit.lock"
     builder.build_requested(entries, options, lock_path=locked, on_result=shown.append)
     # In a project folder --locked builds the project image from its lock, not the entry alone.
     builder.build_requested(
-        entries, options, project=object(), lock_path=locked, on_result=shown.append
+        entries, options, project=dated, lock_path=locked, on_result=shown.append
     )
-    assert calls == ["many", "project", locked, "locked", "project locked"]
-    assert shown == [done, done, done]  # build_many reports each result itself
+    assert calls == ["many", "project", "project as of", locked, "locked", "project locked"]
+    assert shown == [done, done, done, done]  # build_many reports each result itself
     with pytest.raises(BadInput, match="--locked builds exactly one entry"):
         builder.build_requested(entries * 2, options, lock_path=Path("envkit.lock"))
