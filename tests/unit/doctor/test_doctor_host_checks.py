@@ -1,12 +1,6 @@
 """Doctor host checks: engine, GPU runtime, driver, GPUs, /dev/shm, fed recorded inputs.
 
-Recorded on this machine (see docs/doctor.md for the commands): tests/data/probe/*.json (probe
-outputs on the host and in CPU and CUDA containers without GPUs, `docker info`) and
-tests/data/errors/*.txt (docker's own error texts). No GPU machine was available for
-recording, so GPU-side inputs are DOCUMENTED EXAMPLES, marked as such where they are built
-(tests/gpu_inputs.py, tests/unit/doctor/doctor_cases.py): nvidia-smi CSV rows follow NVIDIA's
-documented `--format=csv,noheader,nounits` layout, and the probe reports of GPU runs are
-recorded reports with the GPU fields filled in the probe's format.
+Where the inputs were recorded, and which are DOCUMENTED EXAMPLES (the GPU side): doctor_cases.py.
 """
 
 from __future__ import annotations
