@@ -17,9 +17,13 @@ from envkit.cli import main, options
 from envkit.errors import Terminated
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def saved_handlers():
+    """Each test starts with Ctrl-C raising KeyboardInterrupt, as at a terminal, and leaves the
+    handlers as it found them. A test run started as a shell's background job (`cmd &`) has
+    SIGINT ignored, which Python and the children it starts would otherwise inherit."""
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     for sig, handler in before.items():
         signal.signal(sig, handler)
