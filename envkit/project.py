@@ -441,6 +441,17 @@ def _apt_step(packages: tuple[str, ...]) -> list[str]:
     ]
 
 
+def _pip_run(*commands: str) -> list[str]:
+    """A RUN step whose pip trusts the envkit-ca secret when the build has one: the
+    `commands` follow with `&&`."""
+    return [
+        "RUN --mount=type=secret,id=envkit-ca \\",
+        f"    if [ -f {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH}; fi \\",
+        " \\\n".join(f" && {command}" for command in commands),
+        "",
+    ]
+
+
 def _pip_step(project: Project) -> list[str]:
     lines = []
     if project.requirements_file:
@@ -455,16 +466,12 @@ def _pip_step(project: Project) -> list[str]:
     lines.append("# The base image's torch family is a constraint, so no requirement can swap it.")
     if any("==" not in r for r in project.requirements):
         lines.append("# hadolint ignore=DL3013")
-    lines += [
-        "RUN --mount=type=secret,id=envkit-ca \\",
-        f"    if [ -f {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH}; fi \\",
-        f" && mkdir -p {PurePosixPath(CONSTRAINTS_IN_IMAGE).parent} \\",
-        " && pip freeze | { grep -E '^(torch|torchvision|torchaudio)==' || true; }"
-        f" > {CONSTRAINTS_IN_IMAGE} \\",
-        f" && pip install --no-cache-dir -c {CONSTRAINTS_IN_IMAGE} {' '.join(sources)}",
-        "",
-    ]
-    return lines
+    return lines + _pip_run(
+        f"mkdir -p {PurePosixPath(CONSTRAINTS_IN_IMAGE).parent}",
+        "pip freeze | { grep -E '^(torch|torchvision|torchaudio)==' || true; }"
+        f" > {CONSTRAINTS_IN_IMAGE}",
+        f"pip install --no-cache-dir -c {CONSTRAINTS_IN_IMAGE} {' '.join(sources)}",
+    )
 
 
 def _pinned_step(as_of: str | None, pins: Sequence[str]) -> list[str]:
@@ -474,11 +481,10 @@ def _pinned_step(as_of: str | None, pins: Sequence[str]) -> list[str]:
     return [
         f"# The project's packages, resolved {when} over this image's (envkit/resolve.py):",
         "# exactly these, nothing resolved here (--no-deps).",
-        "RUN --mount=type=secret,id=envkit-ca \\",
-        f"    if [ -f {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH}; fi \\",
-        " && pip install --no-cache-dir --no-deps \\",
-        " \\\n".join(f"        {shlex.quote(pin)}" for pin in pins),
-        "",
+        *_pip_run(
+            "pip install --no-cache-dir --no-deps \\\n"
+            + " \\\n".join(f"        {shlex.quote(pin)}" for pin in pins)
+        ),
     ]
 
 
@@ -487,10 +493,7 @@ def _locked_step(lock_file: str) -> list[str]:
         f"COPY {lock_file} {LOCK_IN_IMAGE}",
         "",
         "# Exactly the lock: every file hash-checked, nothing resolved (--no-deps).",
-        "RUN --mount=type=secret,id=envkit-ca \\",
-        f"    if [ -f {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH}; fi \\",
-        f" && pip install --no-cache-dir --no-deps --require-hashes -r {LOCK_IN_IMAGE}",
-        "",
+        *_pip_run(f"pip install --no-cache-dir --no-deps --require-hashes -r {LOCK_IN_IMAGE}"),
     ]
 
 
